@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine with Python 3.10+: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# tinysoundfont's only dependency, pyaudio, serves live playback and does not build here.
+NODEPS := tinysoundfont==0.3.7
+DATA := data/synth-slakh
+CKPT := checkpoints/demo
+
+.PHONY: setup test demo data clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS)
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+data: $(STAMP)
+	$(PY) -m activity.synth --out $(DATA) --resume
+
+demo: $(STAMP)
+	@echo "Set-up done. The demo (synthetic data, inference and plot) is not wired in yet."
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,59 @@
+"""Every fixed number of the task, in one place.
+
+Audio is mono float at ``SAMPLE_RATE``; MERT's convolutional front end turns it into frames at
+``FRAME_RATE`` (one every ``HOP`` samples, each seeing ``RECEPTIVE_FIELD`` samples). The course cut
+songs into ``CLIP_SECONDS`` clips and labels each with the multi-hot vector over ``CLASSES``.
+"""
+
+from __future__ import annotations
+
+SAMPLE_RATE: int = 24_000
+"""Samples per second of every waveform the model sees (MERT-v1 was trained at 24 kHz)."""
+
+HOP: int = 320
+"""Samples between two encoder frames: the product of the conv strides 5*2*2*2*2*2*2."""
+
+RECEPTIVE_FIELD: int = 400
+"""Samples seen by one encoder frame: kernels 10,3,3,3,3,2,2 with strides 5,2,2,2,2,2,2."""
+
+FRAME_RATE: int = SAMPLE_RATE // HOP
+"""Encoder frames per second (75)."""
+
+CLIP_SECONDS: int = 5
+"""Length of one course clip, in seconds; also the step of the course's per-song 5 s truth."""
+
+CLIP_SAMPLES: int = CLIP_SECONDS * SAMPLE_RATE
+"""Samples in one clip (120000)."""
+
+CLASSES: tuple[str, ...] = (
+    "Piano",
+    "Percussion",
+    "Organ",
+    "Guitar",
+    "Bass",
+    "Strings",
+    "Voice",
+    "Wind Instruments",
+    "Synth",
+)
+"""The course's nine classes, in the order of every label vector and model output."""
+
+NUM_CLASSES: int = len(CLASSES)
+
+assert FRAME_RATE * HOP == SAMPLE_RATE, "the frame rate must be an integer"
+
+
+def num_frames(num_samples: int) -> int:
+    """Encoder frames for ``num_samples`` samples: floor((N - 400) / 320) + 1, 0 below 400.
+
+    >>> num_frames(CLIP_SAMPLES)
+    374
+    """
+    if num_samples < RECEPTIVE_FIELD:
+        return 0
+    return (num_samples - RECEPTIVE_FIELD) // HOP + 1
+
+
+def frame_times(count: int) -> "list[float]":
+    """Start time in seconds of each of ``count`` frames (frame t covers [t/75, (t+1)/75))."""
+    return [t / FRAME_RATE for t in range(count)]
