@@ -137,3 +137,30 @@ def window_labels(source: MidiSource, start_s: float, duration_s: float = CLIP_S
         if start < stop_s and end > start_s:
             labels[cls] = 1
     return labels
+
+
+def load_slakh_track(track_dir: str | os.PathLike) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+    """The sounding instruments of a Slakh2100 track folder, as one ``PrettyMIDI``.
+
+    Slakh's ``all_src.mid`` also holds stems that were never rendered to audio (``audio_rendered:
+    false`` in ``metadata.yaml``), so truth taken from it can mark a class nobody hears. This merges
+    ``MIDI/Sxx.mid`` of the rendered stems only.
+    """
+    import pretty_midi
+    import yaml
+
+    track_dir = Path(track_dir)
+    meta_path = track_dir / "metadata.yaml"
+    if not meta_path.is_file():
+        raise ActivityError(f"{meta_path} does not exist: not a Slakh2100 track folder")
+    try:
+        stems = yaml.safe_load(meta_path.read_text())["stems"]
+    except Exception as exc:
+        raise ActivityError(f"{meta_path} could not be read as Slakh metadata: {exc}") from None
+    merged = pretty_midi.PrettyMIDI()
+    for stem_id, info in sorted(stems.items()):
+        if not info.get("audio_rendered", False):
+            continue
+        stem_path = track_dir / "MIDI" / f"{stem_id}.mid"
+        merged.instruments.extend(load_midi(stem_path).instruments)
+    return merged

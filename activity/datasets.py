@@ -1,0 +1,202 @@
+"""The course's clip folders: ``DIR/{split}/TrackNNNNN_k.npy`` + ``DIR/{split}_labels.json``.
+
+:func:`read_split` checks a whole split before any training starts (folder, labels JSON, every file's
+``.npy`` header) and raises one :class:`~activity.errors.ActivityError` that names the file and what is
+wrong. :class:`ClipDataset` then serves ``(waveform, labels, frame truth)`` triples; frame truth at
+75 Hz exists when the song's MIDI is in ``DIR/midi/TrackNNNNN.mid`` (the synthetic set writes it;
+for the course's data a user can copy Slakh's MIDI there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import load_clip
+from .constants import CLASSES, CLIP_SAMPLES, HOP, NUM_CLASSES, num_frames
+from .errors import ActivityError
+
+SPLITS = ("train", "validation", "test")
+CLIP_NAME = re.compile(r"^(?P<track>Track\d+)_(?P<segment>\d+)\.npy$")
+CLIP_FRAMES = num_frames(CLIP_SAMPLES)
+MIDI_FOLDER = "midi"
+
+
+@dataclass
+class SplitIndex:
+    """Files and labels of one split, sorted by file name.
+
+    ``labels`` is ``(M, 9)`` uint8. ``tracks[i]``/``segments[i]`` come from ``TrackNNNNN_k.npy``
+    (``None`` for other names). ``length_fixed`` counts clips that are not 120000 samples long.
+    """
+
+    root: Path
+    split: str
+    files: list[Path]
+    labels: np.ndarray
+    tracks: list[str | None] = field(default_factory=list)
+    segments: list[int | None] = field(default_factory=list)
+    length_fixed: int = 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _check_name(name: object, labels_path: Path) -> str:
+    """A label key must be a bare ``.npy`` file name: no folders, no ``..``, not absolute."""
+    if not isinstance(name, str) or not name.endswith(".npy"):
+        raise ActivityError(f"{labels_path}: key {name!r} is not an .npy file name")
+    if name != os.path.basename(name) or name in (".", "..") or "\\" in name or os.path.isabs(name):
+        raise ActivityError(f"{labels_path}: key {name!r} points outside the split folder; only bare file names are allowed")
+    return name
+
+
+def _check_label(name: str, value: object, labels_path: Path) -> list[int]:
+    if not isinstance(value, list) or len(value) != NUM_CLASSES:
+        length = len(value) if isinstance(value, list) else type(value).__name__
+        raise ActivityError(f"{labels_path}: label of {name} must be a list of {NUM_CLASSES} values (one per class: {', '.join(CLASSES)}), got {length}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or v not in (0, 1):
+            raise ActivityError(f"{labels_path}: label of {name} has value {v!r}; only 0 and 1 are allowed")
+        out.append(int(v))
+    return out
+
+
+def _npy_samples(path: Path) -> int:
+    """Number of mono samples an ``.npy`` clip holds, from its header; raises on a bad file."""
+    try:
+        # A memory map reads only the header, and fails when the data is shorter than it promises.
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise ActivityError(f"clip {path} is not a readable .npy array (truncated or another format): {exc}") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+        raise ActivityError(f"clip {path} does not hold an array of audio samples")
+    shape = array.shape
+    del array
+    if len(shape) == 1:
+        return int(shape[0])
+    if len(shape) == 2 and min(shape) <= 16:
+        return int(max(shape))
+    raise ActivityError(f"clip {path} has shape {shape}; expected (N,), (2, N) or (N, 2) audio")
+
+
+def read_split(root: str | os.PathLike, split: str) -> SplitIndex:
+    """Index and validate ``root/split`` against ``root/{split}_labels.json``.
+
+    Every labelled file must exist and every ``.npy`` in the folder must be labelled; labels are
+    lists of nine 0/1 values. Clips of another length are allowed (they are padded or cropped when
+    loaded) and counted in ``length_fixed``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ActivityError(f"data folder {root} does not exist")
+    folder = root / split
+    labels_path = root / f"{split}_labels.json"
+    if not folder.is_dir():
+        raise ActivityError(f"split folder {folder} does not exist (expected {root}/{{{','.join(SPLITS)}}}/)")
+    if not labels_path.is_file():
+        raise ActivityError(f"labels file {labels_path} does not exist")
+    try:
+        raw = json.loads(labels_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ActivityError(f"labels file {labels_path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ActivityError(f"labels file {labels_path} must map file names to label lists, and not be empty")
+
+    labels = {_check_name(k, labels_path): _check_label(k, v, labels_path) for k, v in raw.items()}
+    on_disk = {p.name for p in folder.glob("*.npy")}
+    missing = sorted(set(labels) - on_disk)
+    if missing:
+        raise ActivityError(f"{labels_path} names {len(missing)} file(s) missing from {folder}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    unlabelled = sorted(on_disk - set(labels))
+    if unlabelled:
+        raise ActivityError(f"{folder} has {len(unlabelled)} .npy file(s) without a label in {labels_path}: {', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}")
+
+    names = sorted(labels)
+    files = [folder / n for n in names]
+    length_fixed = sum(_npy_samples(f) != CLIP_SAMPLES for f in files)
+    matches = [CLIP_NAME.match(n) for n in names]
+    return SplitIndex(
+        root=root,
+        split=split,
+        files=files,
+        labels=np.array([labels[n] for n in names], dtype=np.uint8).reshape(-1, NUM_CLASSES),
+        tracks=[m["track"] if m else None for m in matches],
+        segments=[int(m["segment"]) if m else None for m in matches],
+        length_fixed=length_fixed,
+    )
+
+
+def warn_length_fixed(index: SplitIndex) -> None:
+    """One warning per split that counts the clips padded or cropped to 120000 samples."""
+    if index.length_fixed:
+        warnings.warn(
+            f"{index.length_fixed} of {len(index)} clips in {index.root / index.split} are not "
+            f"{CLIP_SAMPLES} samples long; they are zero-padded or cropped",
+            stacklevel=2,
+        )
+
+
+def clip_frame_truth(index: SplitIndex) -> tuple[np.ndarray, np.ndarray]:
+    """75 Hz truth of each clip from its song's MIDI in ``root/midi/``.
+
+    Returns ``frames`` ``(M, 374, 9)`` uint8 and ``has_frames`` ``(M,)`` bool; clips without a MIDI
+    (or without a ``TrackNNNNN_k`` name) get zeros and ``False``.
+    """
+    from .midi import frame_roll
+
+    frames = np.zeros((len(index), CLIP_FRAMES, NUM_CLASSES), dtype=np.uint8)
+    has = np.zeros(len(index), dtype=bool)
+    frames_per_clip = CLIP_SAMPLES // HOP  # clip k starts at frame k * 375 of its song
+    rolls: dict[str, np.ndarray | None] = {}
+    for i, (track, segment) in enumerate(zip(index.tracks, index.segments)):
+        if track is None or segment is None:
+            continue
+        if track not in rolls:
+            midi_path = index.root / MIDI_FOLDER / f"{track}.mid"
+            rolls[track] = frame_roll(midi_path) if midi_path.is_file() else None
+        roll = rolls[track]
+        if roll is None:
+            continue
+        start = segment * frames_per_clip
+        piece = roll[:, start : start + CLIP_FRAMES]
+        frames[i, : piece.shape[1]] = piece.T
+        has[i] = True
+    return frames, has
+
+
+class ClipDataset:
+    """A ``torch.utils.data.Dataset`` of one split.
+
+    Item ``i`` is ``(waveform (120000,) float32, labels (9,) float32, frames (374, 9) float32,
+    has_frames bool)``; frames are zeros when the clip has no MIDI truth.
+    """
+
+    def __init__(self, index: SplitIndex, with_frames: bool = True) -> None:
+        self.index = index
+        if with_frames:
+            self.frames, self.has_frames = clip_frame_truth(index)
+        else:
+            self.frames = np.zeros((len(index), CLIP_FRAMES, NUM_CLASSES), dtype=np.uint8)
+            self.has_frames = np.zeros(len(index), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        waveform, _ = load_clip(self.index.files[i])
+        return (
+            torch.from_numpy(waveform),
+            torch.from_numpy(self.index.labels[i].astype(np.float32)),
+            torch.from_numpy(self.frames[i].astype(np.float32)),
+            bool(self.has_frames[i]),
+        )
