@@ -1,0 +1,376 @@
+"""The instrument-activity network: MERT encoder -> layer mix -> BiGRU -> 75 Hz logits -> auto-pool.
+
+``ActivityModel`` takes ``(B, N)`` audio at 24 kHz and returns per-frame (75 Hz) and per-clip
+probabilities of the nine classes. Its head:
+
+* a softmax-weighted sum of ALL encoder hidden states (embedding output and every layer; one learned
+  logit each, initialised equal), followed by a LayerNorm (pre-LN encoders such as MERT-330M give
+  intermediate states of very different scales);
+* a bidirectional GRU and a linear layer giving per-frame logits ``(B, T, 9)``;
+* auto-pool (McFee et al. 2018), one learned ``alpha`` per class:
+  ``p_clip = sum_t p_t * softmax_t(alpha * p_t)`` (``alpha = 0`` is the mean, large ``alpha`` the max).
+
+A model is saved as a folder (``config.json``, ``model.safetensors``, optional ``thresholds.json``)
+that rebuilds with no network and no original MERT weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .constants import CLASSES, NUM_CLASSES, RECEPTIVE_FIELD
+from .encoder import (
+    build_encoder,
+    enable_gradient_checkpointing,
+    encoder_config_dict,
+    encoder_hidden_states,
+    freeze_encoder,
+    freeze_feature_extractor,
+    hubert_config,
+    load_encoder_weights,
+    normalize_waveform,
+    resolve_encoder,
+)
+from .errors import ActivityError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+THRESHOLDS_FILE = "thresholds.json"
+
+PROB_EPS = 1e-6
+"""``clip_probs`` is clamped to ``[eps, 1 - eps]`` before taking its logit (finite in float32)."""
+
+
+@dataclass
+class ActivityConfig:
+    """Everything needed to rebuild an :class:`ActivityModel` (saved as ``config.json``).
+
+    ``encoder`` is informational (the preset, folder or hub id the encoder came from);
+    ``encoder_config`` is the HubertConfig as a dict, enough to rebuild the architecture offline.
+    """
+
+    encoder_config: dict[str, Any]
+    encoder: str = "tiny"
+    do_normalize: bool = True
+    gru_hidden: int = 256
+    gru_layers: int = 2
+    gru_dropout: float = 0.1
+    num_classes: int = NUM_CLASSES
+    class_names: list[str] = field(default_factory=lambda: list(CLASSES))
+    autopool_init: float = 1.0
+    mask_time_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.class_names = list(self.class_names)
+        if self.num_classes != NUM_CLASSES or len(self.class_names) != NUM_CLASSES:
+            raise ActivityError(
+                f"model config has {self.num_classes} classes ({len(self.class_names)} names); this package "
+                f"predicts {NUM_CLASSES}: {', '.join(CLASSES)}")
+        if tuple(self.class_names) != CLASSES:
+            raise ActivityError(f"model config classes {self.class_names} differ from {list(CLASSES)} (name or order)")
+        if not isinstance(self.encoder_config, dict):
+            raise ActivityError("model config: encoder_config must be a JSON object")
+        if self.gru_hidden < 1 or self.gru_layers < 1:
+            raise ActivityError(f"gru_hidden and gru_layers must be >= 1, got {self.gru_hidden} and {self.gru_layers}")
+        if not 0.0 <= self.gru_dropout < 1.0:
+            raise ActivityError(f"gru_dropout must be in [0, 1), got {self.gru_dropout}")
+        if not 0.0 <= self.mask_time_prob < 1.0:
+            raise ActivityError(f"mask_time_prob must be in [0, 1), got {self.mask_time_prob}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (what ``config.json`` holds)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model config") -> "ActivityConfig":
+        """The inverse of :meth:`to_dict`; unknown keys, missing ``encoder_config`` or a wrong class
+        count raise :class:`ActivityError` naming ``source``."""
+        if not isinstance(data, dict):
+            raise ActivityError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ActivityError(f"{source}: unknown key(s) {', '.join(unknown)}")
+        if "encoder_config" not in data:
+            raise ActivityError(f"{source}: missing encoder_config")
+        try:
+            return cls(**data)
+        except ActivityError as exc:
+            raise ActivityError(f"{source}: {exc}") from None
+        except TypeError as exc:
+            raise ActivityError(f"{source}: {exc}") from None
+
+
+@dataclass
+class ActivityOutput:
+    """What :meth:`ActivityModel.forward` returns: T frames at 75 Hz, 9 classes, all float32
+    (also under bf16 autocast)."""
+
+    frame_logits: torch.Tensor  # (B, T, 9) float32
+    frame_probs: torch.Tensor  # (B, T, 9) float32, sigmoid of frame_logits
+    clip_probs: torch.Tensor  # (B, 9) float32, auto-pooled frame_probs
+    clip_logits: torch.Tensor  # (B, 9) float32, logit of clip_probs clamped to [1e-6, 1 - 1e-6]
+    layer_weights: torch.Tensor  # (L + 1,) float32, softmax of the layer-mix logits
+
+
+def autopool(frame_probs: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Auto-pool over time: ``(B, T, C)`` probabilities and ``(C,)`` alpha -> ``(B, C)``, in float32.
+
+    ``sum_t p_t * softmax_t(alpha * p_t)``: always between the min and max over t; the mean at
+    ``alpha = 0``; tends to the max as ``alpha`` grows (and to the min as it falls).
+    """
+    probs = frame_probs.float()
+    weights = torch.softmax(alpha.float() * probs, dim=1)
+    return (probs * weights).sum(dim=1)
+
+
+def validate_thresholds(values: Any, source: str = "thresholds") -> list[float]:
+    """Nine finite floats strictly between 0 and 1, as a list; raises :class:`ActivityError`."""
+    try:
+        floats = [float(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+    except (TypeError, ValueError):
+        raise ActivityError(f"{source}: expected {NUM_CLASSES} numbers, got {values!r}") from None
+    if len(floats) != NUM_CLASSES:
+        raise ActivityError(f"{source}: expected {NUM_CLASSES} thresholds (one per class), got {len(floats)}")
+    bad = [f"{name}={v}" for name, v in zip(CLASSES, floats) if not (math.isfinite(v) and 0.0 < v < 1.0)]
+    if bad:
+        raise ActivityError(f"{source}: thresholds must lie strictly between 0 and 1: {', '.join(bad)}")
+    return floats
+
+
+class ActivityModel(nn.Module):
+    """MERT-style encoder + layer mix + BiGRU + per-frame classifier + auto-pool.
+
+    ``thresholds``: optional per-class decision thresholds (9 floats in (0, 1)); None means 0.5.
+    """
+
+    def __init__(self, config: ActivityConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(hubert_config(dict(config.encoder_config), source="encoder_config"),
+                                     mask_time_prob=config.mask_time_prob)
+        hidden = self.encoder.config.hidden_size
+        states = self.encoder.config.num_hidden_layers + 1
+        self.layer_logits = nn.Parameter(torch.zeros(states))  # equal weights at the start
+        self.mix_norm = nn.LayerNorm(hidden)
+        self.gru = nn.GRU(
+            hidden, config.gru_hidden, num_layers=config.gru_layers, batch_first=True, bidirectional=True,
+            dropout=config.gru_dropout if config.gru_layers > 1 else 0.0,  # torch warns on dropout with 1 layer
+        )
+        self.classifier = nn.Linear(2 * config.gru_hidden, config.num_classes)
+        self.autopool_alpha = nn.Parameter(torch.full((config.num_classes,), float(config.autopool_init)))
+        self._thresholds: list[float] | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # Construction
+
+    @classmethod
+    def from_encoder(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        gru_hidden: int = 256,
+        gru_layers: int = 2,
+        gru_dropout: float = 0.1,
+        autopool_init: float = 1.0,
+        mask_time_prob: float = 0.0,
+    ) -> "ActivityModel":
+        """A new model around an encoder preset (random weights), MERT folder or hub id (real weights).
+
+        The head is randomly initialised (seed with ``torch.manual_seed`` first for reproducibility).
+        """
+        source = resolve_encoder(name_or_path)
+        source.config.mask_time_prob = float(mask_time_prob)  # the checkpoint's pre-training value does not apply
+        config = ActivityConfig(
+            encoder=str(name_or_path), encoder_config=encoder_config_dict(source.config),
+            do_normalize=source.do_normalize, gru_hidden=gru_hidden, gru_layers=gru_layers,
+            gru_dropout=gru_dropout, autopool_init=autopool_init, mask_time_prob=mask_time_prob,
+        )
+        model = cls(config)
+        if source.weights is not None:
+            load_encoder_weights(model.encoder, source.weights)
+        return model
+
+    # ------------------------------------------------------------------------------------------
+    # Thresholds
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """Per-class decision thresholds, or None (0.5 for every class)."""
+        return None if self._thresholds is None else list(self._thresholds)
+
+    @thresholds.setter
+    def thresholds(self, values: Sequence[float] | None) -> None:
+        self._thresholds = None if values is None else validate_thresholds(values)
+
+    # ------------------------------------------------------------------------------------------
+    # Parameters
+
+    def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        """The encoder's parameters (for their own, usually lower, learning rate)."""
+        return self.encoder.parameters()
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Everything but the encoder: layer mix, LayerNorm, BiGRU, classifier, auto-pool alphas."""
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        return (p for p in self.parameters() if id(p) not in encoder_ids)
+
+    def freeze_encoder(self) -> None:
+        """Train only the head; the encoder then runs without building a graph."""
+        freeze_encoder(self.encoder)
+
+    def freeze_feature_extractor(self) -> None:
+        """Freeze only the encoder's conv front end."""
+        freeze_feature_extractor(self.encoder)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute encoder layer activations in the backward pass (less memory, more compute)."""
+        enable_gradient_checkpointing(self.encoder)
+
+    def layer_weights(self) -> torch.Tensor:
+        """Softmax of the layer-mix logits, ``(L + 1,)`` float32, summing to 1."""
+        return torch.softmax(self.layer_logits.float(), dim=0)
+
+    # ------------------------------------------------------------------------------------------
+    # Forward
+
+    def forward(self, waveform: torch.Tensor) -> ActivityOutput:
+        """``(B, N)`` float audio at 24 kHz (N >= 400) -> :class:`ActivityOutput` with T = num_frames(N).
+
+        Normalisation (per clip, over time) is applied here when ``config.do_normalize``. Under bf16
+        autocast the encoder and GRU run in bf16; sigmoid and auto-pool always run in float32.
+        """
+        if waveform.dim() != 2:
+            raise ActivityError(f"the model takes (batch, samples) audio, got shape {tuple(waveform.shape)}")
+        if waveform.shape[-1] < RECEPTIVE_FIELD:
+            raise ActivityError(f"audio of {waveform.shape[-1]} samples is shorter than one frame ({RECEPTIVE_FIELD})")
+        x = normalize_waveform(waveform) if self.config.do_normalize else waveform.float()
+        frozen = not any(p.requires_grad for p in self.encoder.parameters())
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            hidden = encoder_hidden_states(self.encoder, x)
+        weights = self.layer_weights()
+        stacked = torch.stack(hidden, dim=0)  # (L + 1, B, T, H)
+        mixed = torch.einsum("l,lbth->bth", weights.to(stacked.dtype), stacked)
+        mixed = self.mix_norm(mixed)
+        if mixed.is_cuda:
+            self.gru.flatten_parameters()  # weights may have been moved (.to, DDP): keep cuDNN's layout
+        sequence, _ = self.gru(mixed)
+        frame_logits = self.classifier(sequence)
+        device_type = frame_logits.device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            frame_logits = frame_logits.float()
+            frame_probs = torch.sigmoid(frame_logits)
+            clip_probs = autopool(frame_probs, self.autopool_alpha)
+            clip_logits = torch.logit(clip_probs.clamp(PROB_EPS, 1.0 - PROB_EPS))
+        return ActivityOutput(frame_logits=frame_logits, frame_probs=frame_probs, clip_probs=clip_probs,
+                              clip_logits=clip_logits, layer_weights=weights)
+
+    # ------------------------------------------------------------------------------------------
+    # Saving and loading
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (+ ``thresholds.json``) into ``directory``.
+
+        The folder is filled under a temporary sibling name and renamed into place, so a process killed
+        while saving leaves the previous checkpoint intact (see :func:`activity.fileio.atomic_dir`).
+        """
+        from safetensors.torch import save_file
+
+        from .fileio import atomic_dir
+
+        directory = Path(directory)
+        state = {key: tensor.detach().to("cpu").contiguous() for key, tensor in self.state_dict().items()}
+        with atomic_dir(directory) as tmp:
+            (tmp / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n",
+                                           encoding="utf-8")
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+            if self._thresholds is not None:
+                (tmp / THRESHOLDS_FILE).write_text(
+                    json.dumps({"classes": list(CLASSES), "thresholds": self._thresholds}, indent=2) + "\n",
+                    encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "ActivityModel":
+        """Load a folder written by :meth:`save_pretrained`, strictly, in eval mode on ``device``.
+
+        Raises :class:`ActivityError` naming the file for a missing folder, a missing or unreadable
+        ``config.json`` / ``model.safetensors``, weights that do not fit the config (keys or shapes), a
+        config for another class count, or an invalid ``thresholds.json``.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .fileio import complete_dir
+
+        requested = Path(directory)
+        folder = complete_dir(requested)  # <dir>.old when a save was killed between its two renames
+        if folder is None:
+            raise ActivityError(f"checkpoint folder {requested} does not exist")
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file():
+            raise ActivityError(f"checkpoint {folder} has no {CONFIG_FILE}")
+        try:
+            data = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ActivityError(f"{config_path} is not valid JSON: {exc}") from None
+        config = ActivityConfig.from_dict(data, source=str(config_path))
+        weights_path = folder / WEIGHTS_FILE
+        if not weights_path.is_file():
+            raise ActivityError(f"checkpoint {folder} has no {WEIGHTS_FILE}")
+        try:
+            state = load_file(str(weights_path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ActivityError(f"{weights_path} is corrupt or not a safetensors file: {exc}") from None
+        model = cls(config)
+        _load_strict(model, state, weights_path)
+        thresholds_path = folder / THRESHOLDS_FILE
+        if thresholds_path.exists():
+            model.thresholds = read_thresholds(thresholds_path)
+        return model.to(device).eval()
+
+
+def read_thresholds(path: str | os.PathLike) -> list[float]:
+    """The thresholds of a ``thresholds.json`` (``{"classes": [...9], "thresholds": [...9]}``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ActivityError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "thresholds" not in data:
+        raise ActivityError(f'{path}: expected {{"classes": [...], "thresholds": [...]}}')
+    if "classes" in data and list(data["classes"]) != list(CLASSES):
+        raise ActivityError(f"{path}: classes {data['classes']} differ from {list(CLASSES)}")
+    return validate_thresholds(data["thresholds"], source=str(path))
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_short(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch (file vs config) for {_short(mismatched)}")
+    if problems:
+        raise ActivityError(f"{path} does not match its config.json: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
+
+
+def _short(items: list[str], limit: int = 6) -> str:
+    return ", ".join(items[:limit]) + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
