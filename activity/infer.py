@@ -1,0 +1,162 @@
+"""``python -m activity.infer``: the course's report on a split, or activity rolls for any audio files.
+
+Without ``--audio`` it runs every clip of ``DATA/{split}`` (the test split by default) and prints
+scikit-learn's ``classification_report`` over the nine classes with micro, macro, weighted and samples
+averages. With ``--audio`` it writes, per file, the 75 Hz roll (``.npz``: ``probs`` (T, 9), ``times``
+(T,) s, ``classes``) and a CSV of 5 s segments with one probability column per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CHECKPOINT = REPO_ROOT / "checkpoints" / "demo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m activity.infer",
+        description="Score a trained checkpoint on a split of the course's clip folders (prints the "
+        "classification report), or predict instrument activity for audio files (--audio).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--ckpt", type=Path, default=DEMO_CHECKPOINT,
+                   help="checkpoint folder (config.json + model.safetensors [+ thresholds.json]), e.g. a run's best/")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with {split}/*.npy and {split}_labels.json (the course's slakh/ folder); "
+                   "default: the synthetic set in data/synth-slakh/slakh, built first if missing")
+    p.add_argument("--split", default="test", help="which split of --data to score")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="one decision threshold for every class, overriding the thresholds saved with the checkpoint (0.5 if none)")
+    p.add_argument("--audio", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
+                   help="audio files or folders (wav, flac, ogg, ... anything soundfile reads) to predict instead of a split")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for the report JSON (split mode) or for the per-file .npz and .csv (--audio mode, "
+                   "default ./predictions)")
+    p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import ActivityError
+
+    try:
+        if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+            raise ActivityError(f"--threshold must be between 0 and 1, got {args.threshold}")
+        if args.batch_size < 1:
+            raise ActivityError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if args.audio is not None:
+            return run_audio(args)
+        return run_split(args)
+    except ActivityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def load_model(ckpt: Path, device_name: str):
+    """The checkpoint's model on its device, and that device."""
+    from .errors import ActivityError
+    from .model import ActivityModel
+    from .predict import resolve_device
+
+    if ckpt == DEMO_CHECKPOINT and not ckpt.is_dir():
+        raise ActivityError(f"the demo checkpoint {ckpt} is missing; pass --ckpt with a trained model folder")
+    device = resolve_device(device_name)
+    return ActivityModel.from_pretrained(ckpt, device=device), device
+
+
+def thresholds_of(model, override: float | None):
+    """Per-class thresholds: ``--threshold`` if given, else the checkpoint's, else 0.5."""
+    from .evaluate import as_thresholds
+
+    return as_thresholds(override if override is not None else model.thresholds)
+
+
+def run_split(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .audio import load_clip
+    from .constants import CLASSES
+    from .datasets import read_split, warn_length_fixed
+    from .evaluate import binarize, classification_report, clip_scores
+    from .fileio import write_json
+    from .predict import predict_clips
+
+    if args.data is None:
+        from .synth import DEFAULT_DATA_ROOT, ensure_dataset
+
+        args.data = ensure_dataset(DEFAULT_DATA_ROOT) / "slakh"
+    index = read_split(args.data, args.split)
+    warn_length_fixed(index)
+    model, device = load_model(args.ckpt, args.device)
+    thresholds = thresholds_of(model, args.threshold)
+    print(f"{len(index)} {args.split} clips from {args.data / args.split}; checkpoint {args.ckpt}", file=sys.stderr)
+
+    chunk = max(args.batch_size * 16, 64)  # bounded memory for large splits
+    probs = []
+    for start in range(0, len(index), chunk):
+        clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
+        probs.append(predict_clips(model, clips, batch_size=args.batch_size, device=device).clip_probs)
+    clip_probs = np.concatenate(probs)
+    pred = binarize(clip_probs, thresholds)
+    print(classification_report(index.labels, pred))
+    scores = clip_scores(index.labels, clip_probs, thresholds)
+    print(f"micro-F1 {scores['micro_f1']:.4f}  macro-F1 {scores['macro_f1']:.4f}  mAP {scores['mAP']:.4f}  "
+          f"thresholds: {'--threshold ' + str(args.threshold) if args.threshold is not None else ('saved' if model.thresholds is not None else '0.5')}")
+    if args.out is not None:
+        report = classification_report(index.labels, pred, as_dict=True)
+        write_json(args.out / f"report_{args.split}.json", {
+            "checkpoint": str(args.ckpt), "data": str(args.data), "split": args.split, "clips": len(index),
+            "thresholds": dict(zip(CLASSES, thresholds.tolist())), "classification_report": report,
+            "micro_f1": scores["micro_f1"], "macro_f1": scores["macro_f1"], "mAP": scores["mAP"],
+        })
+        print(f"wrote {args.out / f'report_{args.split}.json'}", file=sys.stderr)
+    return 0
+
+
+def run_audio(args: argparse.Namespace) -> int:
+    import csv
+
+    import numpy as np
+
+    from .audio import find_audio_files
+    from .constants import CLASSES, CLIP_SECONDS
+    from .fileio import atomic_path
+    from .predict import predict_file
+
+    files = find_audio_files(args.audio)
+    out = args.out or Path("predictions")
+    out.mkdir(parents=True, exist_ok=True)
+    model, device = load_model(args.ckpt, args.device)
+    thresholds = thresholds_of(model, args.threshold)
+    stems: dict[str, int] = {}
+    for path in files:
+        song = predict_file(model, path, batch_size=args.batch_size, device=device)
+        # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
+        count = stems.get(path.stem, 0)
+        stems[path.stem] = count + 1
+        name = path.stem if count == 0 else f"{path.stem}-{count + 1}"
+        with atomic_path(out / f"{name}.npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, probs=song.frame_probs.T.astype(np.float32),
+                                    times=song.frame_times.astype(np.float32), classes=np.array(CLASSES),
+                                    thresholds=thresholds.astype(np.float32), source=str(path))
+        with atomic_path(out / f"{name}.csv") as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["start_s", "end_s", *CLASSES])
+            for s in range(song.segment_probs.shape[1]):
+                writer.writerow([s * CLIP_SECONDS, (s + 1) * CLIP_SECONDS,
+                                 *(f"{p:.4f}" for p in song.segment_probs[:, s])])
+        active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds[:, None]).any(1)) if on]
+        print(f"{path}: {song.frame_probs.shape[1]} frames, {song.segment_probs.shape[1]} segments -> "
+              f"{out / name}.npz/.csv; active: {', '.join(active) or 'nothing'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Whole-song activity: run the model over a test song, score it against its MIDI, draw the rolls.
+
+The figure has three panels: the course's 5 s view (truth and prediction side by side, per class), the
+5 s predicted probabilities, and the 75 Hz predicted probability as a heat map with the true activity
+outlined. Class names on the y axis, seconds on the x axis.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .constants import CLASSES, CLIP_SECONDS, FRAME_RATE
+from .errors import ActivityError
+
+SONG_SUFFIXES = (".flac", ".wav", ".ogg")
+
+
+@dataclass
+class TrackResult:
+    """Prediction and truth of one song. Rolls are ``(9, S)`` at 5 s and ``(9, T)`` at 75 Hz;
+    the truth is ``None`` when the song has no MIDI."""
+
+    track: str
+    audio_path: Path
+    midi_path: Path | None
+    segment_probs: np.ndarray
+    frame_probs: np.ndarray
+    frame_times: np.ndarray
+    thresholds: np.ndarray
+    segment_truth: np.ndarray | None
+    frame_truth: np.ndarray | None
+
+
+def available_tracks(track_dir: Path) -> list[str]:
+    """Names (without suffix) of the songs with audio in ``track_dir``."""
+    return sorted({p.stem for p in track_dir.iterdir() if p.suffix.lower() in SONG_SUFFIXES})
+
+
+def find_track(track_dir: Path, track: str) -> tuple[Path, Path | None]:
+    """Audio and MIDI paths of ``track``; an unknown name lists the close ones."""
+    if not track_dir.is_dir():
+        raise ActivityError(f"--test-track-dir {track_dir} does not exist")
+    for suffix in SONG_SUFFIXES:
+        audio = track_dir / f"{track}{suffix}"
+        if audio.is_file():
+            midi = track_dir / f"{track}.mid"
+            return audio, (midi if midi.is_file() else None)
+    names = available_tracks(track_dir)
+    close = difflib.get_close_matches(track, names, n=5, cutoff=0.6)
+    hint = f"close names: {', '.join(close)}" if close else f"available: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}"
+    raise ActivityError(f"--track {track}: no {'/'.join(SONG_SUFFIXES)} file of that name in {track_dir} "
+                        f"({len(names)} songs there); {hint}")
+
+
+def predict_track(model, track_dir: Path, track: str, thresholds: np.ndarray, batch_size: int = 8,
+                  device=None) -> TrackResult:
+    """Run ``model`` over the whole song and read its truth (cropped to the audio) from the MIDI."""
+    from .midi import frame_roll, segment_roll
+    from .predict import predict_file
+
+    audio_path, midi_path = find_track(track_dir, track)
+    song = predict_file(model, audio_path, batch_size=batch_size, device=device)
+    segment_truth = frame_truth = None
+    if midi_path is not None:
+        segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[1])
+        frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[1])
+    return TrackResult(track, audio_path, midi_path, song.segment_probs, song.frame_probs, song.frame_times,
+                       thresholds, segment_truth, frame_truth)
+
+
+def plot_track(result: TrackResult, path: Path) -> Path:
+    """Draw ``result`` to a PNG at ``path`` (written atomically); returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from .evaluate import binarize
+    from .fileio import atomic_path
+
+    n_seg = result.segment_probs.shape[1]
+    seg_pred = binarize(result.segment_probs.T, result.thresholds).T
+    n_frames = result.frame_probs.shape[1]
+    duration = n_frames / FRAME_RATE if n_frames else n_seg * CLIP_SECONDS
+    seg_extent = (0, n_seg * CLIP_SECONDS, len(CLASSES) - 0.5, -0.5)
+    fig, axes = plt.subplots(3, 1, figsize=(14, 10), sharex=True)
+
+    ax = axes[0]
+    if result.segment_truth is not None:
+        # 0 = neither, 1 = missed (truth only), 2 = false alarm (prediction only), 3 = hit (both).
+        code = result.segment_truth.astype(int) + 2 * seg_pred.astype(int)
+        cmap = ListedColormap(["white", "#f4a259", "#e15759", "#4e79a7"])
+        ax.imshow(code, aspect="auto", cmap=cmap, vmin=0, vmax=3, extent=seg_extent, interpolation="nearest")
+        ax.legend(handles=[Patch(color="#4e79a7", label="true and predicted"), Patch(color="#f4a259", label="missed"),
+                           Patch(color="#e15759", label="false alarm")], loc="upper right", fontsize=8, ncol=3)
+        ax.set_title(f"{result.track}: 5 s segments, truth vs prediction")
+    else:
+        ax.imshow(seg_pred, aspect="auto", cmap="Blues", vmin=0, vmax=1, extent=seg_extent, interpolation="nearest")
+        ax.set_title(f"{result.track}: 5 s segments, prediction (no MIDI: no truth)")
+
+    ax = axes[1]
+    im = ax.imshow(result.segment_probs, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=seg_extent,
+                   interpolation="nearest")
+    ax.set_title("5 s segment probability (auto-pooled)")
+    fig.colorbar(im, ax=axes[:2], fraction=0.02, pad=0.01)
+
+    ax = axes[2]
+    frame_extent = (0, duration, len(CLASSES) - 0.5, -0.5)
+    im = ax.imshow(result.frame_probs, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=frame_extent,
+                   interpolation="nearest")
+    if result.frame_truth is not None and result.frame_truth.any():
+        centres = (np.arange(n_frames) + 0.5) / FRAME_RATE
+        ax.contour(centres, np.arange(len(CLASSES)), result.frame_truth, levels=[0.5], colors="cyan", linewidths=1.0)
+    ax.set_title("75 Hz frame probability" + (" (cyan: true activity)" if result.frame_truth is not None else ""))
+    ax.set_xlabel("time (s)")
+    fig.colorbar(im, ax=axes[2], fraction=0.02, pad=0.01)
+    for ax in axes:
+        ax.set_yticks(range(len(CLASSES)), CLASSES)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path

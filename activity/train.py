@@ -1,0 +1,546 @@
+"""``python -m activity.train``: fine-tune MERT + BiGRU + auto-pool on the course's clip folders.
+
+Weak labels drive a binary cross-entropy on the auto-pooled clip probabilities; where the song's MIDI is
+known (the synthetic set, or Slakh MIDI copied to ``DATA/midi/``) an optional 75 Hz frame term joins it.
+Every epoch is scored on validation (loss, micro/macro F1, mAP), per-class thresholds are tuned there
+(never on test) and the best model by validation macro-F1 is kept in ``OUT/best``. ``OUT/last`` holds
+the resumable state; SIGINT/SIGTERM finish the current step, save it and exit 130/143.
+
+Data parallel: ``torchrun --nproc_per_node N -m activity.train ...`` (gloo on CPU, nccl on GPU); only
+rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Flags that may change when a run is resumed; every other flag is taken from the saved run.
+RESUME_OVERRIDABLE = ("out", "resume", "device", "num_workers", "stop_after_steps", "quiet", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m activity.train",
+        description="Train the instrument-activity model (MERT encoder -> layer mix -> BiGRU -> 75 Hz "
+        "frame activity -> auto-pool clip labels) on DIR/{train,validation}/*.npy + DIR/{split}_labels.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", type=Path, default=None,
+                   help="folder with train/, validation/ and {split}_labels.json (the course's slakh/ folder); "
+                   "default: the synthetic set in data/synth-slakh/slakh, built first if missing")
+    g.add_argument("--out", type=Path, default=None,
+                   help="run folder receiving best/, last/, history.csv and curves.png (default checkpoints/<run name>)")
+    g.add_argument("--run-name", default=None, help="name of the default --out folder (default: run-<date>-<time>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from last/ (model, optimiser, scheduler, step, RNG) with its saved settings")
+    g = p.add_argument_group("model")
+    g.add_argument("--encoder", default="compact",
+                   help="mert-v1-95m, mert-v1-330m (weights from the hub id m-a-p/MERT-v1-95M / -330M or a local folder "
+                   "of MERT's files), compact (small, random init), tiny (tests), or a PATH / hub id")
+    g.add_argument("--freeze-encoder", action="store_true", help="train only the head (layer mix, BiGRU, classifier, auto-pool)")
+    g.add_argument("--freeze-feature-extractor", action="store_true", help="freeze only the encoder's conv front end")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for encoder activation memory")
+    g.add_argument("--gru-hidden", type=int, default=256, help="BiGRU hidden size per direction")
+    g.add_argument("--gru-layers", type=int, default=2, help="BiGRU layers")
+    g.add_argument("--gru-dropout", type=float, default=0.1, help="dropout between BiGRU layers")
+    g.add_argument("--mask-time-prob", type=float, default=0.0, help="SpecAugment time masking in the encoder (0 = off)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=10, help="passes over the training split")
+    g.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps in total (sets the schedule length)")
+    g.add_argument("--batch-size", type=int, default=8, help="clips per process per micro-batch")
+    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
+    g.add_argument("--lr-head", type=float, default=1e-3, help="AdamW learning rate of the head")
+    g.add_argument("--lr-encoder", type=float, default=5e-5, help="AdamW learning rate of the encoder")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    g.add_argument("--warmup", type=float, default=0.05, help="share of the steps spent warming the learning rate up from 0")
+    g.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (0 = off)")
+    g.add_argument("--frame-loss-weight", type=float, default=0.0,
+                   help="weight of the 75 Hz frame BCE where MIDI truth exists (DATA/midi/TrackNNNNN.mid); 0 = clip labels only")
+    g.add_argument("--mix-prob", type=float, default=0.0,
+                   help="probability that a training clip is summed with another clip of the batch (labels united)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, dropout and mixing")
+    g = p.add_argument_group("machine")
+    g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    g.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on GPUs that support it, float32 on CPU")
+    g.add_argument("--num-workers", type=int, default=2, help="data-loading worker processes")
+    g.add_argument("--save-every", type=int, default=200, help="write the resumable state every N optimiser steps (and each epoch)")
+    g.add_argument("--stop-after-steps", type=int, default=None,
+                   help="leave (resumably, like an interruption) after this many steps in this invocation; "
+                   "train in slices with --resume")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+@dataclass
+class TrainState:
+    """What ``last/`` holds besides the model: enough to continue exactly where a run stopped."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_macro_f1: float = -1.0
+    epoch_loss_sum: float = 0.0  # over this epoch's micro-batches so far, so a resumed epoch reports the same mean
+    epoch_loss_count: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class StopRequested:
+    """Turns SIGINT/SIGTERM into a flag checked between optimiser steps."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequested":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None:  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nsignal {signal.Signals(signum).name}: finishing this step and saving a resumable state ...",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import ActivityError
+
+    try:
+        return train(args)
+    except ActivityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _load_saved_args(args: argparse.Namespace) -> argparse.Namespace:
+    from .errors import ActivityError
+
+    if args.out is None:
+        raise ActivityError("--resume needs --out, the run folder to continue")
+    from .fileio import complete_dir
+
+    last = complete_dir(args.out / "last")
+    if last is None:
+        raise ActivityError(f"--resume: {args.out / 'last'} does not exist; nothing to resume")
+    saved = json.loads((last / "train_args.json").read_text())
+    merged = vars(build_parser().parse_args([]))
+    merged.update(saved)
+    for key in RESUME_OVERRIDABLE:
+        merged[key] = getattr(args, key)
+    if args.data is None and saved.get("data"):
+        merged["data"] = saved["data"]
+    for key in ("out", "data"):
+        merged[key] = Path(merged[key]) if merged[key] is not None else None
+    return argparse.Namespace(**merged)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from .errors import ActivityError
+
+    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--grad-accum": args.grad_accum,
+                "--save-every": args.save_every}
+    for flag, value in positive.items():
+        if value < 1:
+            raise ActivityError(f"{flag} must be at least 1, got {value}")
+    for flag, value in {"--max-steps": args.max_steps, "--stop-after-steps": args.stop_after_steps}.items():
+        if value is not None and value < 1:
+            raise ActivityError(f"{flag} must be at least 1, got {value}")
+    for flag, value in {"--warmup": args.warmup, "--mix-prob": args.mix_prob, "--mask-time-prob": args.mask_time_prob,
+                        "--gru-dropout": args.gru_dropout}.items():
+        if not 0.0 <= value <= 1.0:
+            raise ActivityError(f"{flag} must be in [0, 1], got {value}")
+    for flag, value in {"--lr-head": args.lr_head, "--lr-encoder": args.lr_encoder,
+                        "--frame-loss-weight": args.frame_loss_weight, "--weight-decay": args.weight_decay,
+                        "--grad-clip": args.grad_clip}.items():
+        if value < 0:
+            raise ActivityError(f"{flag} must not be negative, got {value}")
+    if args.num_workers < 0:
+        raise ActivityError(f"--num-workers must not be negative, got {args.num_workers}")
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[int]]:
+    """This rank's micro-batches of one epoch: a seeded permutation, sharded, incomplete batch dropped."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=gen).tolist()
+    per_rank = len(order) // world
+    mine = order[rank * per_rank : (rank + 1) * per_rank]
+    return [mine[i : i + batch_size] for i in range(0, len(mine) - batch_size + 1, batch_size)]
+
+
+def _mix_batch(waveform, labels, frames, has_frames, prob: float, seed: int, step: int):
+    """Sum a random share of the clips with another clip of the batch; labels and frame truth united."""
+    import torch
+
+    if prob <= 0 or waveform.shape[0] < 2:
+        return waveform, labels, frames, has_frames
+    gen = torch.Generator().manual_seed(seed * 7_919 + step)
+    b = waveform.shape[0]
+    chosen = torch.rand(b, generator=gen) < prob
+    partner = (torch.arange(b) + torch.randint(1, b, (b,), generator=gen)) % b
+    gain = 10 ** (torch.empty(b).uniform_(-6, 0, generator=gen) / 20)
+    sel = chosen.nonzero().flatten()
+    waveform = waveform.clone()
+    labels, frames, has_frames = labels.clone(), frames.clone(), has_frames.clone()
+    waveform[sel] = waveform[sel] + gain[sel, None] * waveform[partner[sel]]
+    labels[sel] = torch.maximum(labels[sel], labels[partner[sel]])
+    frames[sel] = torch.maximum(frames[sel], frames[partner[sel]])
+    has_frames[sel] = has_frames[sel] & has_frames[partner[sel]]
+    return waveform, labels, frames, has_frames
+
+
+def compute_loss(out, labels, frames, has_frames, frame_loss_weight: float):
+    """Clip BCE on the auto-pooled probabilities, plus the weighted frame BCE on clips with truth."""
+    import torch
+    import torch.nn.functional as F
+
+    clip_probs = out.clip_probs.float().clamp(1e-6, 1 - 1e-6)
+    loss = F.binary_cross_entropy(clip_probs, labels)
+    if frame_loss_weight > 0 and bool(has_frames.any()):
+        logits = out.frame_logits.float()[has_frames]
+        target = frames[has_frames][:, : logits.shape[1]]
+        loss = loss + frame_loss_weight * F.binary_cross_entropy_with_logits(logits, target)
+    return loss
+
+
+def _autocast(device, precision: str):
+    import torch
+
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def evaluate_split(model, dataset, batch_size: int, device, precision: str) -> dict[str, Any]:
+    """Clip probabilities ``(M, 9)`` and mean clip BCE of a whole dataset, in eval mode."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    probs, losses = [], []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    with torch.inference_mode(), _autocast(device, precision):
+        for waveform, labels, _, _ in loader:
+            out = model(waveform.to(device))
+            p = out.clip_probs.float().clamp(1e-6, 1 - 1e-6).cpu()
+            losses.append(F.binary_cross_entropy(p, labels, reduction="sum").item() / labels.shape[1])
+            probs.append(p.numpy())
+    model.train()
+    probs_arr = np.concatenate(probs) if probs else np.zeros((0, dataset.index.labels.shape[1]), np.float32)
+    return {"probs": probs_arr, "loss": float(sum(losses) / max(1, len(dataset)))}
+
+
+def _write_history(out: Path, history: list[dict[str, float]]) -> None:
+    from .fileio import atomic_path
+
+    if not history:
+        return
+    with atomic_path(out / "history.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    _plot_curves(out, history)
+
+
+def _plot_curves(out: Path, history: list[dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation (clip BCE)")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    for key, label in (("val_macro_f1", "macro-F1 (tuned thresholds)"), ("val_micro_f1", "micro-F1 (tuned)"),
+                       ("val_mAP", "mAP")):
+        ax_f1.plot(epochs, [h[key] for h in history], "o-", label=label)
+    ax_f1.set_xlabel("epoch")
+    ax_f1.set_ylim(0, 1)
+    ax_f1.set_title("validation")
+    ax_f1.legend()
+    fig.tight_layout()
+    with atomic_path(out / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _save_last(out: Path, model, optimizer, scheduler, state: TrainState, args: argparse.Namespace, device) -> None:
+    import torch
+
+    from .fileio import atomic_dir, atomic_path
+
+    with atomic_dir(out / "last") as tmp:
+        model.save_pretrained(tmp / "model")
+        payload = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": {k: v for k, v in vars(state).items()},
+            "torch_rng": torch.get_rng_state(),
+        }
+        if device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(device)
+        with atomic_path(tmp / "trainer_state.pt") as path:
+            torch.save(payload, path)
+        saved_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        (tmp / "train_args.json").write_text(json.dumps(saved_args, indent=2, sort_keys=True))
+
+
+def train(args: argparse.Namespace) -> int:
+    """Run (or resume) one training run as configured by ``args``; return the exit code."""
+    if args.resume:
+        args = _load_saved_args(args)
+    _check_args(args)
+
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from .datasets import ClipDataset, read_split, warn_length_fixed
+    from .errors import ActivityError
+    from .evaluate import clip_scores, tune_thresholds
+    from .fileio import complete_dir
+    from .model import ActivityModel
+    from .predict import resolve_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = resolve_device(args.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    log = print if is_main else (lambda *a, **k: None)
+
+    if args.data is None:
+        from .synth import DEFAULT_DATA_ROOT, ensure_dataset
+
+        args.data = ensure_dataset(DEFAULT_DATA_ROOT) / "slakh"
+    if args.out is None:
+        args.out = REPO_ROOT / "checkpoints" / (args.run_name or time.strftime("run-%Y%m%d-%H%M%S"))
+
+    train_index = read_split(args.data, "train")
+    val_index = read_split(args.data, "validation")
+    for index in (train_index, val_index):
+        songs = len({t for t in index.tracks})
+        log(f"found {len(index)} {index.split} clips from {songs} songs in {args.data / index.split}")
+        if is_main:
+            warn_length_fixed(index)
+    train_set = ClipDataset(train_index, with_frames=args.frame_loss_weight > 0)
+    val_set = ClipDataset(val_index, with_frames=False)
+    if args.frame_loss_weight > 0:
+        log(f"frame truth (75 Hz, from {args.data / 'midi'}) for {int(train_set.has_frames.sum())} of {len(train_set)} training clips")
+
+    torch.manual_seed(args.seed)
+    last = complete_dir(args.out / "last") if args.resume else None
+    if args.resume:
+        model = ActivityModel.from_pretrained(last / "model")
+    else:
+        if (args.out / "last").exists() or (args.out / "best").exists():
+            raise ActivityError(f"--out {args.out} already holds a run; pass --resume to continue it or choose another --out")
+        model = ActivityModel.from_encoder(
+            args.encoder, gru_hidden=args.gru_hidden, gru_layers=args.gru_layers, gru_dropout=args.gru_dropout,
+            mask_time_prob=args.mask_time_prob,
+        )
+    if args.freeze_encoder:
+        model.freeze_encoder()
+    elif args.freeze_feature_extractor:
+        model.freeze_feature_extractor()
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.to(device).train()
+
+    groups = [
+        {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": args.lr_head},
+        {"params": [p for p in model.encoder_parameters() if p.requires_grad], "lr": args.lr_encoder},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
+    batches_per_epoch = len(_epoch_batches(len(train_set), args.batch_size, args.seed, 0, rank, world))
+    steps_per_epoch = batches_per_epoch // args.grad_accum
+    if steps_per_epoch == 0:
+        raise ActivityError(
+            f"{len(train_set)} training clips make no optimiser step of --batch-size {args.batch_size} x "
+            f"--grad-accum {args.grad_accum} x {world} processes; lower them")
+    total_steps = steps_per_epoch * args.epochs
+    if args.max_steps is not None:
+        total_steps = min(total_steps, args.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps, int(args.warmup * total_steps)))
+
+    state = TrainState()
+    if args.resume:
+        payload = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in payload:
+            torch.cuda.set_rng_state(payload["cuda_rng"], device)
+        log(f"resuming {args.out} at step {state.step} (epoch {state.epoch + 1}, step {state.step_in_epoch} of {steps_per_epoch})")
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=args.freeze_encoder or args.freeze_feature_extractor)
+    if is_main:
+        args.out.mkdir(parents=True, exist_ok=True)
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log(f"model: encoder {args.encoder}, {n_train / 1e6:.2f}M trainable parameters; {total_steps} steps "
+            f"({steps_per_epoch} per epoch) of {args.batch_size * args.grad_accum * world} clips on {device}")
+
+    from tqdm.auto import tqdm
+
+    steps_this_run = 0
+    with StopRequested() as stop:
+        while state.step < total_steps:
+            batches = _epoch_batches(len(train_set), args.batch_size, args.seed, state.epoch, rank, world)
+            batches = batches[: steps_per_epoch * args.grad_accum]
+            loader = torch.utils.data.DataLoader(
+                train_set, batch_sampler=batches[state.step_in_epoch * args.grad_accum :],
+                num_workers=args.num_workers, persistent_workers=False,
+                # Its own generator: creating the iterator must not draw from the global RNG, or a
+                # resumed run would see different dropout masks than an uninterrupted one.
+                generator=torch.Generator().manual_seed(args.seed * 100_003 + state.epoch))
+            bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}",
+                       disable=args.quiet or not is_main, unit="step", dynamic_ncols=True)
+            recent: list[float] = []
+            t0, clips = time.perf_counter(), 0
+            micro = 0
+            for waveform, labels, frames, has_frames in loader:
+                waveform, labels, frames, has_frames = _mix_batch(
+                    waveform, labels, frames, has_frames, args.mix_prob, args.seed + rank * 1_000_003,
+                    state.step * args.grad_accum + micro)
+                waveform, labels, frames, has_frames = (t.to(device) for t in (waveform, labels, frames, has_frames))
+                sync = micro == args.grad_accum - 1 or world == 1
+                # Between accumulation steps DDP need not all-reduce gradients.
+                with net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext():
+                    with _autocast(device, args.precision):
+                        out = net(waveform)
+                    loss = compute_loss(out, labels, frames, has_frames, args.frame_loss_weight) / args.grad_accum
+                    loss.backward()
+                recent = (recent + [loss.item() * args.grad_accum])[-20:]
+                state.epoch_loss_sum += recent[-1]
+                state.epoch_loss_count += 1
+                clips += waveform.shape[0] * world
+                micro += 1
+                if micro < args.grad_accum:
+                    continue
+                micro = 0
+                if args.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.step_in_epoch += 1
+                steps_this_run += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(recent):.4f}", clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}")
+                interrupted = stop.signum is not None or (
+                    args.stop_after_steps is not None and steps_this_run >= args.stop_after_steps)
+                if is_main and (interrupted or state.step % args.save_every == 0):
+                    _save_last(args.out, model, optimizer, scheduler, state, args, device)
+                if interrupted:
+                    bar.close()
+                    log(f"saved a resumable state at step {state.step} in {args.out / 'last'}; "
+                        f"continue with: python -m activity.train --out {args.out} --resume")
+                    _finish(world)
+                    return stop.exit_code if stop.signum is not None else 0
+                if state.step >= total_steps:
+                    break
+            bar.close()
+
+            # End of an epoch (or of the run): score validation, tune thresholds, keep the best.
+            if is_main:
+                result = evaluate_split(model, val_set, args.batch_size, device, args.precision)
+                truth = val_index.labels
+                thresholds = tune_thresholds(truth, result["probs"])
+                at_half = clip_scores(truth, result["probs"], 0.5)
+                tuned = clip_scores(truth, result["probs"], thresholds)
+                row = {
+                    "epoch": state.epoch + 1, "step": state.step,
+                    "train_loss": state.epoch_loss_sum / max(1, state.epoch_loss_count),
+                    "val_loss": result["loss"], "val_micro_f1": tuned["micro_f1"], "val_macro_f1": tuned["macro_f1"],
+                    "val_macro_f1_at_0.5": at_half["macro_f1"], "val_mAP": tuned["mAP"],
+                    "lr_head": optimizer.param_groups[0]["lr"],
+                }
+                state.history.append(row)
+                log(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+                    f"val macro-F1 {row['val_macro_f1']:.3f} (at 0.5: {row['val_macro_f1_at_0.5']:.3f}), "
+                    f"micro-F1 {row['val_micro_f1']:.3f}, mAP {row['val_mAP']:.3f}")
+                if tuned["macro_f1"] > state.best_macro_f1:
+                    state.best_macro_f1 = tuned["macro_f1"]
+                    model.thresholds = thresholds.tolist()
+                    model.save_pretrained(args.out / "best")
+                    model.thresholds = None
+                    log(f"new best validation macro-F1 {tuned['macro_f1']:.3f}: saved {args.out / 'best'}")
+                _write_history(args.out, state.history)
+            state.epoch += 1
+            state.step_in_epoch = 0
+            state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
+            if is_main:
+                _save_last(args.out, model, optimizer, scheduler, state, args, device)
+            if world > 1:
+                dist.barrier()
+    log(f"done: {state.step} steps; best validation macro-F1 {state.best_macro_f1:.3f} in {args.out / 'best'}")
+    _finish(world)
+    return 0
+
+
+def _finish(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
