@@ -35,25 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from activity.errors import ActivityError
+    from activity.errors import run_command
 
-    try:
-        return run(args)
-    except ActivityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(run, build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
-    from activity.errors import ActivityError
     from activity.constants import FRAME_RATE
+    from activity.errors import ActivityError
     from activity.evaluate import binarize, classification_report, frame_scores
-    from activity.infer import load_model, thresholds_of
+    from activity.infer import check_common_flags, load_model, thresholds_of
     from activity.plotting import available_tracks, plot_track, predict_track
 
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        raise ActivityError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    check_common_flags(args)
     track_dir = args.test_track_dir
     if track_dir is None:
         from activity.synth import DEFAULT_DATA_ROOT, ensure_dataset

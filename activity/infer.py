@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import ActivityError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = REPO_ROOT / "checkpoints" / "demo"
 
@@ -42,25 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .errors import ActivityError
+    from .errors import run_command
 
-    try:
-        if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-            raise ActivityError(f"--threshold must be between 0 and 1, got {args.threshold}")
-        if args.batch_size < 1:
-            raise ActivityError(f"--batch-size must be at least 1, got {args.batch_size}")
-        if args.audio is not None:
-            return run_audio(args)
-        return run_split(args)
-    except ActivityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    return run_command(run_audio if args.audio is not None else run_split, args)
 
 
 def load_model(ckpt: Path, device_name: str):
     """The checkpoint's model on its device, and that device."""
-    from .errors import ActivityError
     from .model import ActivityModel
     from .predict import resolve_device
 
@@ -68,6 +59,14 @@ def load_model(ckpt: Path, device_name: str):
         raise ActivityError(f"the demo checkpoint {ckpt} is missing; pass --ckpt with a trained model folder")
     device = resolve_device(device_name)
     return ActivityModel.from_pretrained(ckpt, device=device), device
+
+
+def check_common_flags(args: argparse.Namespace) -> None:
+    """``--threshold`` and ``--batch-size``, shared by infer and plot_pianoroll."""
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise ActivityError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.batch_size < 1:
+        raise ActivityError(f"--batch-size must be at least 1, got {args.batch_size}")
 
 
 def thresholds_of(model, override: float | None):
@@ -78,6 +77,7 @@ def thresholds_of(model, override: float | None):
 
 
 def run_split(args: argparse.Namespace) -> int:
+    check_common_flags(args)
     import numpy as np
 
     from .audio import load_clip
@@ -120,6 +120,7 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_audio(args: argparse.Namespace) -> int:
+    check_common_flags(args)
     import csv
 
     import numpy as np

@@ -128,14 +128,9 @@ class StopRequested:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .errors import ActivityError
+    from .errors import run_command
 
-    try:
-        return train(args)
-    except ActivityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(train, build_parser().parse_args(argv))
 
 
 def _load_saved_args(args: argparse.Namespace) -> argparse.Namespace:
