@@ -1,0 +1,432 @@
+"""The synthetic Slakh set on disk: layout, per-song determinism, resume, and the manifest.
+
+Layout under ``OUT`` (the course's, plus what training and plotting need)::
+
+    slakh/{train,validation,test}/TrackNNNNN_k.npy   float32 mono, 120000 samples at 24 kHz
+    slakh/{split}_labels.json                       file name -> 9 ints, keys sorted
+    slakh/midi/TrackNNNNN.mid                       every song's full MIDI (time 0 = sample 0)
+    test_track/TrackNNNNN.{flac,mid}                whole test songs, 44.1 kHz, all instruments
+    manifest.json                                   written last: the set is complete when it exists
+    .progress/                                      build parameters and one record per finished song
+
+Song ``n`` is drawn from its own generator seeded with ``(seed, n)``, so a song does not depend on
+which worker made it, on the order songs finish or on an interruption: a resumed build is
+byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..constants import CLASSES, CLIP_SAMPLES, CLIP_SECONDS, NUM_CLASSES, SAMPLE_RATE
+from ..errors import ActivityError
+from ..fileio import atomic_path, write_json
+from .arranger import arrange_song, clip_labels
+from .render import RENDER_RATE, check_soundfont, render_song, resolve_soundfont, soundfont_sha256
+
+DEFAULT_DATA_ROOT: Path = Path(__file__).resolve().parents[2] / "data" / "synth-slakh"
+"""``data/synth-slakh`` under the repository root (git-ignored), wherever the command runs from."""
+
+SPLITS = ("train", "validation", "test")
+FORMAT_VERSION = 1
+PROGRESS = ".progress"
+MANIFEST = "manifest.json"
+# The only entries of OUT a build creates, hence the only ones --overwrite may delete.
+OWN_ENTRIES = ("slakh", "test_track", MANIFEST, PROGRESS)
+
+TRACK_BANDS: dict[str, tuple[int, int]] = {"train": (1, 1500), "validation": (1501, 1875), "test": (1876, 2100)}
+"""Slakh2100's numbering of the course's splits (first, last track number, inclusive)."""
+
+EXAMPLE_TRACK = 1950
+"""The course's ``plot_pianoroll.py --track Track01950`` example: in the test split at every size."""
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Songs per split and the range of song lengths in seconds."""
+
+    songs: dict[str, int]
+    min_seconds: float
+    max_seconds: float
+
+
+SIZES: dict[str, SizeSpec] = {
+    "tiny": SizeSpec({"train": 4, "validation": 2, "test": 2}, 16.0, 21.0),
+    "demo": SizeSpec({"train": 200, "validation": 50, "test": 50}, 25.0, 35.0),
+    "full": SizeSpec({"train": 1500, "validation": 375, "test": 225}, 50.0, 58.0),
+}
+
+
+def track_name(number: int) -> str:
+    return f"Track{number:05d}"
+
+
+def track_numbers(split: str, count: int) -> list[int]:
+    """``count`` track numbers inside the split's Slakh band; the test split always has 1950."""
+    first, last = TRACK_BANDS[split]
+    if count > last - first + 1:
+        raise ValueError(f"{split} holds at most {last - first + 1} songs, asked for {count}")
+    if split == "test":
+        first = max(first, min(EXAMPLE_TRACK, last - count + 1))
+    return list(range(first, first + count))
+
+
+def song_rngs(seed: int, track: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent generators for a song's arrangement and for its mix, from ``(seed, track)``."""
+    arrange_seq, mix_seq = np.random.SeedSequence([seed, track]).spawn(2)
+    return np.random.default_rng(arrange_seq), np.random.default_rng(mix_seq)
+
+
+def arrange_track(seed: int, track: int, size: str) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+    """The song a build of ``size`` with ``seed`` makes for ``track``, read back from its MIDI bytes."""
+    pm, _, _ = _arrange_with_bytes(seed, track, size)
+    return pm
+
+
+def _arrange_with_bytes(seed: int, track: int, size: str):
+    import pretty_midi
+
+    arrange_rng, mix_rng = song_rngs(seed, track)
+    spec = SIZES[size]
+    duration = float(arrange_rng.uniform(spec.min_seconds, spec.max_seconds))
+    buffer = io.BytesIO()
+    arrange_song(arrange_rng, duration).write(buffer)
+    data = buffer.getvalue()
+    # Audio and labels come from the MIDI as read back from its bytes, so the file on disk, the
+    # labels and the audio agree to the tick.
+    return pretty_midi.PrettyMIDI(io.BytesIO(data)), data, mix_rng
+
+
+# ------------------------------------------------------------------------------------- one song
+
+
+def _song_paths(out: Path, split: str, name: str, num_clips: int) -> list[Path]:
+    paths = [out / "slakh" / split / f"{name}_{k}.npy" for k in range(num_clips)]
+    paths.append(out / "slakh" / "midi" / f"{name}.mid")
+    if split == "test":
+        paths += [out / "test_track" / f"{name}.flac", out / "test_track" / f"{name}.mid"]
+    return paths
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:  # a file object: np.save would append .npy to a name
+            np.save(handle, array, allow_pickle=False)
+
+
+def _write_flac(path: Path, audio: np.ndarray, rate: int) -> None:
+    import soundfile
+
+    with atomic_path(path) as tmp:
+        soundfile.write(str(tmp), audio, rate, format="FLAC", subtype="PCM_16")
+
+
+def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont: str) -> dict:
+    """Arrange, render and write one song; returns its record (clip name -> labels).
+
+    The song's files are written first, each atomically; the record under ``.progress`` last, so a
+    song counts as done only when all of its files are complete.
+    """
+    from ..audio import fix_length, resample
+
+    root = Path(out)
+    name = track_name(track)
+    pm, midi_bytes, mix_rng = _arrange_with_bytes(seed, track, size)
+    mix = render_song(pm, RENDER_RATE, soundfont, mix_rng)
+    mix24 = resample(mix, RENDER_RATE, SAMPLE_RATE)
+    peak = float(np.max(np.abs(mix24)))
+    if peak >= 0.999:  # resampling overshoot: turn both versions down alike
+        mix *= 0.99 / peak
+        mix24 = (mix24 * (0.99 / peak)).astype(np.float32)
+    labels = clip_labels(pm)
+    num_clips = labels.shape[0]
+    mix24 = fix_length(mix24, max(mix24.shape[0], num_clips * CLIP_SAMPLES))
+    clips: dict[str, list[int]] = {}
+    for k in range(num_clips):
+        clip_name = f"{name}_{k}.npy"
+        clip = np.ascontiguousarray(mix24[k * CLIP_SAMPLES:(k + 1) * CLIP_SAMPLES], dtype=np.float32)
+        _write_npy(root / "slakh" / split / clip_name, clip)
+        clips[clip_name] = [int(v) for v in labels[k]]
+    if split == "test":
+        _write_flac(root / "test_track" / f"{name}.flac", mix, RENDER_RATE)
+        _write_bytes(root / "test_track" / f"{name}.mid", midi_bytes)
+    _write_bytes(root / "slakh" / "midi" / f"{name}.mid", midi_bytes)
+    record = {"track": name, "split": split, "seconds": round(mix.shape[0] / RENDER_RATE, 6),
+              "instruments": [[int(i.program), bool(i.is_drum)] for i in pm.instruments], "clips": clips}
+    write_json(root / PROGRESS / f"{name}.json", record)
+    return record
+
+
+def _build_song_job(job: tuple) -> dict:
+    return build_song(*job)
+
+
+# ----------------------------------------------------------------------------------- dataset state
+
+
+def read_manifest(out: Path) -> dict | None:
+    """The manifest of a complete set in ``out``, or ``None`` (missing, unreadable, incomplete)."""
+    path = Path(out) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("complete") is True else None
+
+
+def _files_match(out: Path, manifest: dict) -> bool:
+    """A cheap check that the files a manifest promises are there (counts, not contents)."""
+    try:
+        for split in SPLITS:
+            info = manifest["splits"][split]
+            if not (out / "slakh" / f"{split}_labels.json").is_file():
+                return False
+            if sum(1 for n in os.listdir(out / "slakh" / split) if n.endswith(".npy")) != info["clips"]:
+                return False
+        flacs = sum(1 for n in os.listdir(out / "test_track") if n.endswith(".flac"))
+        return flacs == manifest["splits"]["test"]["songs"]
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def is_complete(out: str | os.PathLike) -> bool:
+    """Whether ``out`` holds a finished synthetic set (manifest written and its files present)."""
+    manifest = read_manifest(Path(out))
+    return manifest is not None and _files_match(Path(out), manifest)
+
+
+def _params(size: str, seed: int, soundfont: Path) -> dict:
+    return {"format_version": FORMAT_VERSION, "size": size, "seed": seed,
+            "soundfont": {"name": soundfont.name, "sha256": soundfont_sha256(soundfont)}}
+
+
+def _same_params(found: dict, wanted: dict) -> bool:
+    keys = ("format_version", "size", "seed")
+    return all(found.get(k) == wanted[k] for k in keys) and \
+        (found.get("soundfont") or {}).get("sha256") == wanted["soundfont"]["sha256"]
+
+
+def _describe(params: dict) -> str:
+    font = params.get("soundfont") or {}
+    return f"size={params.get('size')}, seed={params.get('seed')}, soundfont={font.get('name')} (sha256 {str(font.get('sha256'))[:12]})"
+
+
+def _clear(out: Path) -> None:
+    """Delete what a build made in ``out``; refuse when ``out`` holds anything else."""
+    import shutil
+
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
+    if foreign:
+        raise ActivityError(f"--overwrite refused: {out} holds files that are not part of a synthetic set "
+                            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); choose another --out")
+    # The manifest goes first, so an interrupted delete never leaves a set that looks complete.
+    (out / MANIFEST).unlink(missing_ok=True)
+    for entry in OWN_ENTRIES:
+        path = out / entry
+        if path.is_dir():
+            shutil.rmtree(path)
+
+
+def _remove_stale_temporaries(out: Path) -> int:
+    """Temporary files of writes a killed build never finished (``.name.XXXX.tmp``)."""
+    removed = 0
+    for entry in OWN_ENTRIES:
+        base = out / entry
+        if not base.is_dir():
+            continue
+        for path in base.rglob(".*.tmp"):
+            if path.is_file():
+                path.unlink()
+                removed += 1
+    for path in out.glob(".*.tmp"):
+        path.unlink()
+        removed += 1
+    return removed
+
+
+def _finished_record(out: Path, split: str, track: int) -> dict | None:
+    """The record of a song a previous run finished, when all of its files are still there."""
+    name = track_name(track)
+    try:
+        record = json.loads((out / PROGRESS / f"{name}.json").read_text(encoding="utf-8"))
+        clips = record["clips"]
+        if record["split"] != split or not isinstance(clips, dict):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if all(p.is_file() for p in _song_paths(out, split, name, len(clips))):
+        return record
+    return None
+
+
+def _shares(labels: list[list[int]]) -> dict[str, float]:
+    array = np.asarray(labels, dtype=np.float64).reshape(-1, NUM_CLASSES)
+    means = array.mean(axis=0) if array.shape[0] else np.zeros(NUM_CLASSES)
+    return {name: round(float(m), 4) for name, m in zip(CLASSES, means)}
+
+
+def _manifest(params: dict, records: dict[str, list[dict]]) -> dict:
+    splits: dict[str, dict] = {}
+    all_labels: list[list[int]] = []
+    for split in SPLITS:
+        labels = [lab for r in records[split] for lab in r["clips"].values()]
+        all_labels += labels
+        tracks = sorted(r["track"] for r in records[split])
+        splits[split] = {"songs": len(tracks), "clips": len(labels), "first_track": tracks[0] if tracks else None,
+                         "last_track": tracks[-1] if tracks else None, "class_shares": _shares(labels)}
+    return {
+        "complete": True,
+        **params,
+        "classes": list(CLASSES),
+        "sample_rate": SAMPLE_RATE,
+        "render_rate": RENDER_RATE,
+        "clip_seconds": CLIP_SECONDS,
+        "splits": splits,
+        "overall": {"songs": sum(s["songs"] for s in splits.values()), "clips": len(all_labels),
+                    "class_shares": _shares(all_labels)},
+    }
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
+    """Run :func:`build_song` on every job, in ``workers`` processes (in this one when 1)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), unit="song", desc="synth", disable=not progress, file=sys.stderr)
+    results: list[dict] = []
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                results.append(_build_song_job(job))
+                bar.update(1)
+            return results
+        import multiprocessing
+        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+        # "spawn": the caller may have started threads (torch), which a fork would copy half-way.
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
+        try:
+            pending = {pool.submit(_build_song_job, job) for job in jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    results.append(future.result())  # re-raises a worker's error here
+                    bar.update(1)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return results
+    finally:
+        bar.close()
+
+
+# ------------------------------------------------------------------------------------------ API
+
+
+def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path | None = None,
+                  overwrite: bool = False, resume: bool = False, workers: int | None = None,
+                  progress: bool = True) -> dict:
+    """Build (or finish) the synthetic Slakh set of ``size`` in ``out``; returns its manifest.
+
+    A complete set with the same size, seed and SoundFont is left as it is. ``resume`` continues an
+    interrupted build; ``overwrite`` deletes a previous set first. Without either, a non-empty
+    ``out`` is refused. ``workers`` processes render songs (default: CPU count).
+    """
+    if size not in SIZES:
+        raise ActivityError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ActivityError(f"--seed must be a non-negative integer, got {seed!r}")
+    if overwrite and resume:
+        raise ActivityError("--resume and --overwrite exclude each other: resume keeps finished songs, overwrite deletes them")
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers < 1:
+        raise ActivityError(f"--workers must be at least 1, got {workers}")
+    font = resolve_soundfont(soundfont)
+    check_soundfont(font)
+    params = _params(size, seed, font)
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ActivityError(f"--out {out} is a file, not a folder")
+
+    existing = read_manifest(out) if out.is_dir() else None
+    if existing is not None and not overwrite:
+        if not _same_params(existing, params):
+            raise ActivityError(f"{out} already holds a complete synthetic set built with {_describe(existing)}; "
+                                f"this run asks for {_describe(params)}. Pass --overwrite to replace it, or choose another --out")
+        if _files_match(out, existing):
+            _log(progress, f"{out} is already built ({_describe(existing)}): nothing to do")
+            return existing
+        if not resume:
+            raise ActivityError(f"{out} has a manifest but files are missing; pass --resume to rebuild the missing songs "
+                                f"or --overwrite to start over")
+    if out.is_dir() and any(out.iterdir()):
+        if overwrite:
+            _clear(out)
+        elif resume:
+            try:
+                found = json.loads((out / PROGRESS / "params.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise ActivityError(f"--resume: {out} is not empty but holds no interrupted synthetic build "
+                                    f"({PROGRESS}/params.json is missing); choose another --out") from None
+            if not _same_params(found, params):
+                raise ActivityError(f"--resume: {out} holds an interrupted build with {_describe(found)}; this run asks for "
+                                    f"{_describe(params)}. Use the same parameters, or --overwrite to start over")
+        else:
+            raise ActivityError(f"{out} is not empty: pass --resume to continue an interrupted build there, "
+                                f"--overwrite to replace it, or choose another --out")
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # a manifest is only ever there for a finished set
+    write_json(out / PROGRESS / "params.json", params)
+    stale = _remove_stale_temporaries(out)
+    spec = SIZES[size]
+    records: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    jobs: list[tuple] = []
+    for split in SPLITS:
+        for track in track_numbers(split, spec.songs[split]):
+            record = _finished_record(out, split, track)
+            if record is not None:
+                records[split].append(record)
+            else:
+                jobs.append((str(out), split, track, seed, size, str(font)))
+    total = sum(spec.songs.values())
+    if total - len(jobs):
+        _log(progress, f"resuming in {out}: {total - len(jobs)} of {total} songs already done"
+                       + (f", {stale} unfinished temporary files removed" if stale else ""))
+    _log(progress, f"rendering {len(jobs)} songs ({size}, seed {seed}, {font.name}) into {out} with {min(workers, max(len(jobs), 1))} worker(s)")
+    for record in _run_jobs(jobs, workers, progress):
+        records[record["split"]].append(record)
+
+    for split in SPLITS:
+        labels = {name: lab for r in records[split] for name, lab in r["clips"].items()}
+        write_json(out / "slakh" / f"{split}_labels.json", dict(sorted(labels.items())))
+    manifest = _manifest(params, records)
+    write_json(out / MANIFEST, manifest)  # last: its presence marks the set complete
+    return manifest
+
+
+def ensure_dataset(root: Path = DEFAULT_DATA_ROOT, size: str = "demo") -> Path:
+    """``root`` when it holds a complete synthetic set; otherwise build (or resume) it there first."""
+    root = Path(root)
+    if is_complete(root):
+        return root
+    print(f"no complete synthetic set in {root}: building it (size {size}); this happens once", file=sys.stderr)
+    build_dataset(root, size=size, resume=True)
+    return root

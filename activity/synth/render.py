@@ -1,0 +1,186 @@
+"""MIDI -> audio the way Slakh was made: every stem rendered on its own, levelled, summed, limited.
+
+Rendering uses tinysoundfont with a General MIDI SoundFont (pretty_midi's ``TimGM6mb.sf2`` unless
+another is given). Note events land on exact sample positions: the synthesizer is advanced in chunks
+that end exactly at each event's sample, ``round(time * sample_rate)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ActivityError
+from .arranger import song_seconds
+
+RENDER_RATE: int = 44_100
+"""Slakh's mixes are 44.1 kHz; songs are rendered at this rate, clips are resampled from it."""
+
+STEM_RMS: float = 0.05
+"""Common loudness (gated RMS, linear) every stem is brought to before its random offset."""
+
+STEM_OFFSET_DB: float = 3.0
+"""Each stem's level is drawn uniformly within +-this many dB of :data:`STEM_RMS`."""
+
+MIX_PEAK: float = 0.89
+"""Largest absolute sample of a mix (-1 dBFS), leaving room for resampling overshoot below 1.0."""
+
+_GATE_FRAME = 2048
+_GATE_DB = -50.0
+
+
+def default_soundfont() -> Path:
+    """pretty_midi's bundled General MIDI SoundFont, ``TimGM6mb.sf2``."""
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
+
+
+def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
+    """The SoundFont to use; raises ActivityError naming ``--soundfont`` when it is not a file."""
+    if soundfont is None:
+        path = default_soundfont()
+        if not path.is_file():
+            raise ActivityError(f"pretty_midi's SoundFont {path} is missing; pass --soundfont PATH to an .sf2/.sf3 file")
+        return path
+    path = Path(soundfont).expanduser()
+    if not path.is_file():
+        raise ActivityError(f"--soundfont {path} does not exist (expected an .sf2 or .sf3 file)")
+    return path.resolve()
+
+
+@lru_cache(maxsize=4)
+def _soundfont_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def soundfont_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(_soundfont_bytes(str(path))).hexdigest()
+
+
+def check_soundfont(path: str | os.PathLike) -> None:
+    """Load the SoundFont once and select a piano, so a bad file fails before any work starts."""
+    _new_synth(Path(path), RENDER_RATE)
+
+
+def _new_synth(path: Path, sample_rate: int):
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
+    try:
+        sfid = synth.sfload(_soundfont_bytes(str(path)))
+        synth.program_select(0, sfid, 0, 0)
+    except Exception as exc:  # tinysoundfont raises its own exception types for unreadable files
+        raise ActivityError(f"--soundfont {path} could not be loaded as a SoundFont: {exc}") from None
+    return synth, sfid
+
+
+def _select(synth, sfid: int, channel: int, program: int, is_drum: bool, soundfont: Path) -> None:
+    if is_drum:
+        # A SoundFont without the song's kit plays the standard kit (0) instead.
+        kit = program if synth.sfpreset_name(sfid, 128, program) is not None else 0
+        synth.program_select(channel, sfid, 128, kit, True)
+        return
+    try:
+        synth.program_select(channel, sfid, 0, program)
+    except Exception:
+        raise ActivityError(f"--soundfont {soundfont} has no preset for General MIDI program {program} (bank 0)") from None
+
+
+def song_num_samples(pm: "pretty_midi.PrettyMIDI", sample_rate: int) -> int:  # noqa: F821
+    """Samples of the song's audio at ``sample_rate``: last event plus the release tail."""
+    return int(round(song_seconds(pm) * sample_rate))
+
+
+def render_instrument(synth, sfid: int, instrument: "pretty_midi.Instrument", num_samples: int,  # noqa: F821
+                      sample_rate: int, soundfont: Path) -> np.ndarray:
+    """One stem, mono float32 ``(num_samples,)``; each event starts exactly at its sample."""
+    channel = 9 if instrument.is_drum else 0
+    synth.sounds_off()
+    _select(synth, sfid, channel, int(instrument.program), bool(instrument.is_drum), soundfont)
+    events: list[tuple[int, int, int, int]] = []  # (sample, 0 = off / 1 = on, pitch, velocity)
+    for note in instrument.notes:
+        on, off = int(round(note.start * sample_rate)), int(round(note.end * sample_rate))
+        if off <= on or note.velocity <= 0:
+            continue
+        events.append((on, 1, int(note.pitch), int(note.velocity)))
+        events.append((off, 0, int(note.pitch), 0))
+    events.sort()  # at one sample, note-offs come before note-ons so a repeated key restarts
+    out = np.zeros(num_samples, dtype=np.float32)
+    position = 0
+
+    def advance(to: int) -> None:
+        nonlocal position
+        to = min(to, num_samples)
+        if to > position:
+            stereo = np.frombuffer(synth.generate(to - position), dtype=np.float32)
+            # Interleaved L R L R ...; slicing is several times faster than reshape().mean().
+            np.add(stereo[0::2], stereo[1::2], out=out[position:to])
+            out[position:to] *= 0.5
+            position = to
+
+    for sample, kind, pitch, velocity in events:
+        advance(sample)
+        if kind:
+            synth.noteon(channel, pitch, velocity)
+        else:
+            synth.noteoff(channel, pitch)
+    advance(num_samples)
+    synth.sounds_off()
+    return out
+
+
+def render_stems(pm: "pretty_midi.PrettyMIDI", sample_rate: int, soundfont: str | os.PathLike | None = None  # noqa: F821
+                 ) -> list[np.ndarray]:
+    """Every instrument of ``pm`` rendered alone: a list of mono float32 ``(N,)``, N = song length."""
+    path = resolve_soundfont(soundfont)
+    synth, sfid = _new_synth(path, sample_rate)
+    num_samples = song_num_samples(pm, sample_rate)
+    return [render_instrument(synth, sfid, inst, num_samples, sample_rate, path) for inst in pm.instruments]
+
+
+def gated_rms(audio: np.ndarray) -> float:
+    """RMS over the frames that are within 50 dB of the loudest one, so rests do not count."""
+    usable = audio.shape[0] // _GATE_FRAME * _GATE_FRAME
+    if usable == 0:
+        return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    power = np.mean(np.square(audio[:usable].reshape(-1, _GATE_FRAME), dtype=np.float64), axis=1)
+    if power.max() <= 0:
+        return 0.0
+    gated = power[power >= power.max() * 10 ** (_GATE_DB / 10)]
+    return float(np.sqrt(gated.mean()))
+
+
+def mix_stems(stems: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Level every stem to :data:`STEM_RMS` +- a few dB, sum, and scale so the peak is <= MIX_PEAK.
+
+    ``stems`` are mono ``(N,)`` arrays of one length; returns the mono float32 ``(N,)`` mix.
+    """
+    if not stems:
+        raise ValueError("a song needs at least one stem")
+    mix = np.zeros_like(stems[0], dtype=np.float64)
+    for stem in stems:
+        offset_db = float(rng.uniform(-STEM_OFFSET_DB, STEM_OFFSET_DB))
+        rms = gated_rms(stem)
+        if rms > 0:
+            mix += stem.astype(np.float64) * (STEM_RMS * 10 ** (offset_db / 20) / rms)
+    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    if peak > 0:
+        # One gain for the whole song puts its peak between -7 and -1 dBFS: never clipped, and
+        # songs differ in level as real mixes do.
+        mix *= float(rng.uniform(0.5, 1.0)) * MIX_PEAK / peak
+    return mix.astype(np.float32)
+
+
+def render_song(pm: "pretty_midi.PrettyMIDI", sample_rate: int = RENDER_RATE,  # noqa: F821
+                soundfont: str | os.PathLike | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The song's mix, mono float32 ``(N,)`` at ``sample_rate`` with ``N = song_num_samples``.
+
+    ``rng`` draws the stem levels and the mix gain (a fixed generator when ``None``).
+    """
+    stems = render_stems(pm, sample_rate, soundfont)
+    return mix_stems(stems, rng if rng is not None else np.random.default_rng(0))

@@ -1,0 +1,30 @@
+"""Fixtures shared by every test file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The tests run minute models, whose small sequential ops (the GRU's 374 steps) are slower on two
+# threads than on one, and much slower when the machine is busy: one thread, here and in subprocesses.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic Slakh set, built once per session (a few seconds, one process).
+
+    ``synth_root / "slakh"`` is the course layout ({split}/TrackNNNNN_k.npy, {split}_labels.json,
+    midi/), ``synth_root / "test_track"`` the whole test songs (.flac + .mid, Track01950 among them).
+    Tests must not modify it: copy it first.
+    """
+    from activity.synth import build_dataset
+
+    root = tmp_path_factory.mktemp("synth") / "synth-slakh"
+    build_dataset(root, size="tiny", seed=0, workers=1, progress=False)
+    return root
