@@ -25,8 +25,11 @@ test: $(STAMP)
 data: $(STAMP)
 	$(PY) -m activity.synth --out $(DATA) --resume
 
+# The shipped checkpoint on the synthetic test split (the course's report), then one song's piano roll.
 demo: $(STAMP)
-	@echo "Set-up done. The demo (synthetic data, inference and plot) is not wired in yet."
+	$(PY) -m activity.synth --out $(DATA) --resume
+	$(PY) -m activity.infer --ckpt $(CKPT) --data $(DATA)/slakh --out reports/demo
+	$(PY) plot_pianoroll.py --track Track01950 --ckpt $(CKPT) --test-track-dir $(DATA)/test_track --save-dir plots
 
 clean-venv:
 	rm -rf $(VENV)

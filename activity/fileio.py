@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write to; rename it over ``path`` on success."""
@@ -26,6 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes owner-only files; keep the usual mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -56,6 +63,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     old = path.with_name(path.name + ".old")
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes owner-only folders
         if path.exists():
             if old.exists():
                 shutil.rmtree(old)

@@ -558,7 +558,7 @@ def _orchestrate(rng: np.random.Generator, song: Song) -> list[Part]:
     parts = [_drum_part(rng, song)]
     if rng.random() < 0.935:
         parts.append(_bass_part(rng, song, _pick(rng, programs_of(BASS))))
-    if rng.random() < 0.88:
+    if rng.random() < 0.89:
         parts.append(_comp_part(rng, song, _pick(rng, programs_of(PIANO)), guitar=False))
         if rng.random() < 0.15:
             parts.append(_melody_part(rng, song, _pick(rng, programs_of(PIANO)), "line"))
