@@ -124,3 +124,17 @@ def test_torchrun_two_processes(synth_root: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "best" / "model.safetensors").is_file()
     assert result.stdout.count("found ") == 2  # rank 0 alone reports (train and validation)
+
+
+def test_plot_song_without_midi(trained: Path, synth_root: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    shutil.copy(synth_root / "test_track" / "Track01950.flac", songs)
+    code = plot_pianoroll.main(["--track", "Track01950", "--test-track-dir", str(songs), "--ckpt", str(trained / "best"),
+                                "--save-dir", str(tmp_path / "plots")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "no MIDI" in out and "macro avg" not in out
+    assert (tmp_path / "plots" / "Track01950.png").is_file()
