@@ -247,7 +247,8 @@ class ActivityModel(nn.Module):
         """``(B, N)`` float audio at 24 kHz (N >= 400) -> :class:`ActivityOutput` with T = num_frames(N).
 
         Normalisation (per clip, over time) is applied here when ``config.do_normalize``. Under bf16
-        autocast the encoder and GRU run in bf16; sigmoid and auto-pool always run in float32.
+        autocast the encoder runs in bf16, the GRU too on CUDA (float32 on the CPU, where autocast would run
+        it step by step); sigmoid and auto-pool always run in float32.
         """
         if waveform.dim() != 2:
             raise ActivityError(f"the model takes (batch, samples) audio, got shape {tuple(waveform.shape)}")
@@ -260,10 +261,17 @@ class ActivityModel(nn.Module):
         weights = self.layer_weights()
         stacked = torch.stack(hidden, dim=0)  # (L + 1, B, T, H)
         mixed = torch.einsum("l,lbth->bth", weights.to(stacked.dtype), stacked)
-        mixed = self.mix_norm(mixed)
+        # LayerNorm runs in float32 under autocast anyway; casting first also serves bf16 encoders run
+        # without autocast (the CPU fast path of activity.predict).
+        mixed = self.mix_norm(mixed.float())
         if mixed.is_cuda:
             self.gru.flatten_parameters()  # weights may have been moved (.to, DDP): keep cuDNN's layout
-        sequence, _ = self.gru(mixed)
+            sequence, _ = self.gru(mixed)
+        else:
+            # CPU autocast runs the GRU step by step, casting its weights at each of the T steps: 4x
+            # slower than float32, which is also more accurate.
+            with torch.autocast("cpu", enabled=False):
+                sequence, _ = self.gru(mixed)
         frame_logits = self.classifier(sequence)
         device_type = frame_logits.device.type
         with torch.autocast(device_type=device_type, enabled=False):
