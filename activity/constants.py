@@ -53,7 +53,3 @@ def num_frames(num_samples: int) -> int:
         return 0
     return (num_samples - RECEPTIVE_FIELD) // HOP + 1
 
-
-def frame_times(count: int) -> "list[float]":
-    """Start time in seconds of each of ``count`` frames (frame t covers [t/75, (t+1)/75))."""
-    return [t / FRAME_RATE for t in range(count)]

@@ -87,11 +87,6 @@ def _fit(roll: np.ndarray, length: int | None) -> np.ndarray:
     return out
 
 
-def end_time(source: MidiSource) -> float:
-    """End of the last event of the file, in seconds (pretty_midi's ``get_end_time``)."""
-    return float(load_midi(source).get_end_time())
-
-
 def segment_roll(
     source: MidiSource, step: float = CLIP_SECONDS, num_segments: int | None = None
 ) -> np.ndarray:
