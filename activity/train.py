@@ -28,7 +28,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Flags that may change when a run is resumed; every other flag is taken from the saved run.
-RESUME_OVERRIDABLE = ("out", "resume", "device", "num_workers", "stop_after_steps", "quiet", "data")
+# --data is taken from the command line when given (the folder may have moved), else from the saved run.
+RESUME_OVERRIDABLE = ("out", "resume", "device", "num_workers", "stop_after_steps", "quiet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,8 +149,8 @@ def _load_saved_args(args: argparse.Namespace) -> argparse.Namespace:
     merged.update(saved)
     for key in RESUME_OVERRIDABLE:
         merged[key] = getattr(args, key)
-    if args.data is None and saved.get("data"):
-        merged["data"] = saved["data"]
+    if args.data is not None:
+        merged["data"] = args.data
     for key in ("out", "data"):
         merged[key] = Path(merged[key]) if merged[key] is not None else None
     return argparse.Namespace(**merged)
