@@ -31,7 +31,8 @@ from activity.synth import (
 )
 from activity.synth import __main__ as synth_cli
 from activity.synth.arranger import MIN_NOTE_S, TAIL_S
-from activity.synth.build import SIZES, song_rngs
+from activity.synth.arranger import PART_DRAWS
+from activity.synth.build import SIZES, arrange_track_fast, split_draws
 from activity.taxonomy import class_of, programs_of
 
 SPLITS = ("train", "validation", "test")
@@ -173,6 +174,29 @@ def test_notes_start_on_their_exact_sample() -> None:
     assert np.abs(stem[12345:12345 + 64]).max() > 0
 
 
+def test_every_split_of_the_demo_size_has_the_course_class_shares() -> None:
+    """Even 50-song splits: part choices are spread evenly over a split, not drawn independently."""
+    for split, count in SIZES["demo"].songs.items():
+        labels = np.concatenate([clip_labels(arrange_track_fast(0, t, "demo")) for t in track_numbers(split, count)])
+        shares = labels.mean(axis=0)
+        for c, name in enumerate(CLASSES):
+            assert abs(shares[c] - TARGET_CLIP_SHARES[name]) <= 0.08, f"{split} {name}: {shares[c]:.3f}"
+
+
+def test_split_draws_are_uniform_and_balanced() -> None:
+    draws = split_draws(5, "test", 50)
+    assert len(draws) == 50 and all(set(d) == set(PART_DRAWS) for d in draws)
+    for key in PART_DRAWS:
+        values = np.array([d[key] for d in draws])
+        assert values.min() >= 0.0 and values.max() < 1.0
+        # exactly one value in each of the 50 equal bins: p * 50 songs fall under any rate p, +-1
+        assert sorted(np.floor(values * 50).astype(int).tolist()) == list(range(50)), key
+    assert draws == split_draws(5, "test", 50) and draws != split_draws(6, "test", 50)
+    assert [d["piano"] for d in draws] != [d["guitar"] for d in draws], "keys are independent"
+    with pytest.raises(ValueError, match="not in the test split"):
+        arrange_track_fast(0, 2100, "tiny")
+
+
 def test_arranged_song_structure() -> None:
     rng = np.random.default_rng(7)
     pm = arrange_song(rng, 50.0)
@@ -192,10 +216,8 @@ def test_class_shares_and_variety_of_many_songs() -> None:
     labels, programs = [], {c: set() for c in range(NUM_CLASSES)}
     varying = pairs = 0
     spec = SIZES["full"]
-    for track in range(1, 301):
-        # As a full build draws them, without the MIDI round trip (same notes to the tick, 3x faster).
-        rng, _ = song_rngs(0, track)
-        pm = arrange_song(rng, float(rng.uniform(spec.min_seconds, spec.max_seconds)))
+    for track in track_numbers("train", 300):
+        pm = arrange_track_fast(0, track, "full")
         song = clip_labels(pm)
         labels.append(song)
         present = song.any(axis=0)

@@ -544,50 +544,65 @@ def _synth_programs(rng: np.random.Generator) -> list[int]:
     return [p for p in programs if p >= 120] if rng.random() < 0.08 else [p for p in programs if p < 120]
 
 
-def _melodic_class(rng: np.random.Generator, weights: dict[int, float]) -> int:
+PART_DRAWS: tuple[str, ...] = (
+    "bass", "piano", "guitar", "organ", "strings", "bells", "lead", "counter", "synth_pad", "voice_pad", "wind_stabs",
+)
+"""The song-level choices of :func:`_orchestrate` that a build balances across a split (see ``draws``)."""
+
+LEAD_CLASSES = {WIND: 0.46, VOICE: 0.23, SYNTH: 0.30}
+COUNTER_CLASSES = {WIND: 0.5, SYNTH: 0.3, VOICE: 0.2}
+
+
+def _melodic_class(u: float, weights: dict[int, float]) -> int:
+    """The class whose slice of the cumulative ``weights`` holds ``u`` in [0, 1)."""
     classes = list(weights)
-    probs = np.array([weights[c] for c in classes], dtype=float)
-    return int(classes[int(rng.choice(len(classes), p=probs / probs.sum()))])
+    edges = np.cumsum([weights[c] for c in classes]) / sum(weights.values())
+    return int(classes[min(int(np.searchsorted(edges, u, side="right")), len(classes) - 1)])
 
 
 def _class_programs(rng: np.random.Generator, cls: int) -> list[int]:
     return _synth_programs(rng) if cls == SYNTH else programs_of(cls)
 
 
-def _orchestrate(rng: np.random.Generator, song: Song) -> list[Part]:
+def _orchestrate(rng: np.random.Generator, song: Song, draws: dict[str, float] | None = None) -> list[Part]:
+    """The song's parts. ``draws`` gives a uniform [0, 1) number per :data:`PART_DRAWS` key (else ``rng``)."""
+    def u(key: str) -> float:
+        return float(draws[key]) if draws is not None else float(rng.random())
+
     parts = [_drum_part(rng, song)]
-    if rng.random() < 0.935:
+    if u("bass") < 0.935:
         parts.append(_bass_part(rng, song, _pick(rng, programs_of(BASS))))
-    if rng.random() < 0.89:
+    if u("piano") < 0.89:
         parts.append(_comp_part(rng, song, _pick(rng, programs_of(PIANO)), guitar=False))
         if rng.random() < 0.15:
             parts.append(_melody_part(rng, song, _pick(rng, programs_of(PIANO)), "line"))
-    if rng.random() < 0.92:
+    if u("guitar") < 0.92:
         parts.append(_comp_part(rng, song, _pick(rng, programs_of(GUITAR)), guitar=True))
         if rng.random() < 0.3:
             second = _pick(rng, programs_of(GUITAR))
             parts.append(_melody_part(rng, song, second, "line") if rng.random() < 0.5 else _comp_part(rng, song, second, guitar=True))
-    if rng.random() < 0.25:
+    if u("organ") < 0.25:
         organ = _pick(rng, programs_of(ORGAN))
         parts.append(_pad_part(rng, song, organ) if rng.random() < 0.6 else _comp_part(rng, song, organ, guitar=False))
-    if rng.random() < 0.72:
+    if u("strings") < 0.72:
         strings = programs_of(STRINGS)
         parts.append(_pad_part(rng, song, _pick(rng, strings)) if rng.random() < 0.7 else _melody_part(rng, song, _pick(rng, strings), "line"))
         if rng.random() < 0.25:
             parts.append(_melody_part(rng, song, _pick(rng, strings), "line"))
-    if rng.random() < 0.17:
+    if u("bells") < 0.17:
         parts.append(_bells_part(rng, song, _pick(rng, programs_of(PERCUSSION))))
-    if rng.random() < 0.85:
-        cls = _melodic_class(rng, {WIND: 0.46, VOICE: 0.23, SYNTH: 0.30})
-        parts.append(_melody_part(rng, song, _pick(rng, _class_programs(rng, cls)), "lead"))
-    if rng.random() < 0.32:
-        cls = _melodic_class(rng, {WIND: 0.5, SYNTH: 0.3, VOICE: 0.2})
-        parts.append(_melody_part(rng, song, _pick(rng, _class_programs(rng, cls)), "counter"))
-    if rng.random() < 0.08:
+    # One number decides both whether a melody plays and its class, so a balanced split also gets
+    # the intended number of wind, voice and synth melodies.
+    for role, rate, classes in (("lead", 0.85, LEAD_CLASSES), ("counter", 0.32, COUNTER_CLASSES)):
+        value = u(role)
+        if value < rate:
+            cls = _melodic_class(value / rate, classes)
+            parts.append(_melody_part(rng, song, _pick(rng, _class_programs(rng, cls)), role))
+    if u("synth_pad") < 0.08:
         parts.append(_pad_part(rng, song, _pick(rng, [p for p in programs_of(SYNTH) if p < 120])))
-    if rng.random() < 0.06:
+    if u("voice_pad") < 0.06:
         parts.append(_pad_part(rng, song, _pick(rng, programs_of(VOICE))))
-    if rng.random() < 0.1:
+    if u("wind_stabs") < 0.1:
         parts.append(_stabs_part(rng, song, _pick(rng, programs_of(WIND))))
     return parts
 
@@ -635,8 +650,13 @@ def _to_midi(song: Song, timed: list[tuple[Part, list[tuple[float, float, int, i
     return pm
 
 
-def arrange_song(rng: np.random.Generator, duration_s: float) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+def arrange_song(rng: np.random.Generator, duration_s: float,
+                 draws: dict[str, float] | None = None) -> "pretty_midi.PrettyMIDI":  # noqa: F821
     """A procedural song of about ``duration_s`` seconds of audio (notes end ``TAIL_S`` earlier).
+
+    ``draws`` (one uniform [0, 1) number per :data:`PART_DRAWS` key) decides which parts play; a build
+    spreads these evenly over a split's songs (``activity.synth.build.split_draws``) so that even a
+    50-song split has the intended share of songs with each part. Without it they come from ``rng``.
 
     Returns a ``PrettyMIDI`` with one instrument per stem (drums with ``is_drum``), at most 15 of them
     so that every melodic part gets its own MIDI channel.
@@ -654,5 +674,5 @@ def arrange_song(rng: np.random.Generator, duration_s: float) -> "pretty_midi.Pr
     chords = _plan_chords(rng, key, minor, sections)
     scale = tuple((key + s) % 12 for s in (MINOR if minor else MAJOR))
     song = Song(tempo, beats_per_bar, key, minor, sections, chords, scale)
-    parts = _orchestrate(rng, song)
+    parts = _orchestrate(rng, song, draws)
     return _to_midi(song, _humanize(rng, song, parts, end_s=num_bars * bar_s))

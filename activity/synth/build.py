@@ -16,6 +16,7 @@ byte-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -28,7 +29,7 @@ import numpy as np
 from ..constants import CLASSES, CLIP_SAMPLES, CLIP_SECONDS, NUM_CLASSES, SAMPLE_RATE
 from ..errors import ActivityError
 from ..fileio import atomic_path, write_json
-from .arranger import arrange_song, clip_labels
+from .arranger import PART_DRAWS, arrange_song, clip_labels
 from .render import RENDER_RATE, check_soundfont, render_song, resolve_soundfont, soundfont_sha256
 
 DEFAULT_DATA_ROOT: Path = Path(__file__).resolve().parents[2] / "data" / "synth-slakh"
@@ -84,27 +85,66 @@ def song_rngs(seed: int, track: int) -> tuple[np.random.Generator, np.random.Gen
     return np.random.default_rng(arrange_seq), np.random.default_rng(mix_seq)
 
 
+def split_of(track: int) -> str:
+    """The split whose Slakh band holds track number ``track``."""
+    for split, (first, last) in TRACK_BANDS.items():
+        if first <= track <= last:
+            return split
+    raise ValueError(f"track {track} is outside every split's band {TRACK_BANDS}")
+
+
+@functools.lru_cache(maxsize=16)
+def split_draws(seed: int, split: str, count: int) -> tuple[dict[str, float], ...]:
+    """Part choices of a split's ``count`` songs (in track order), spread evenly over [0, 1).
+
+    For each :data:`PART_DRAWS` key the songs get ``(perm[i] + jitter[i]) / count`` with a seeded
+    permutation: every song still sees a uniform number, but a part played with probability ``p``
+    plays in ``p * count`` songs rounded up or down, not in a binomial count. Independent draws
+    put a 50-song split's class shares up to 10 points off the course's; these cannot.
+    """
+    columns = {}
+    for i, key in enumerate(PART_DRAWS):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, list(TRACK_BANDS).index(split), i]))
+        columns[key] = (rng.permutation(count) + rng.random(count)) / count
+    return tuple({key: float(columns[key][j]) for key in PART_DRAWS} for j in range(count))
+
+
 def arrange_track(seed: int, track: int, size: str) -> "pretty_midi.PrettyMIDI":  # noqa: F821
     """The song a build of ``size`` with ``seed`` makes for ``track``, read back from its MIDI bytes."""
     pm, _, _ = _arrange_with_bytes(seed, track, size)
     return pm
 
 
-def _arrange_with_bytes(seed: int, track: int, size: str):
-    import pretty_midi
+def arrange_track_fast(seed: int, track: int, size: str) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+    """:func:`arrange_track` without the MIDI round trip: the same notes to the tick, 3x faster."""
+    return _arrange(seed, track, size)[0]
 
+
+def _arrange(seed: int, track: int, size: str):
     arrange_rng, mix_rng = song_rngs(seed, track)
     spec = SIZES[size]
     duration = float(arrange_rng.uniform(spec.min_seconds, spec.max_seconds))
+    return arrange_song(arrange_rng, duration, _draws_of(seed, track, size)), mix_rng
+
+
+def _draws_of(seed: int, track: int, size: str) -> dict[str, float]:
+    split = split_of(track)
+    tracks = track_numbers(split, SIZES[size].songs[split])
+    if track not in tracks:
+        raise ValueError(f"track {track} is not in the {split} split of a {size} build")
+    return split_draws(seed, split, len(tracks))[tracks.index(track)]
+
+
+def _arrange_with_bytes(seed: int, track: int, size: str):
+    import pretty_midi
+
+    pm, mix_rng = _arrange(seed, track, size)
     buffer = io.BytesIO()
-    arrange_song(arrange_rng, duration).write(buffer)
+    pm.write(buffer)
     data = buffer.getvalue()
     # Audio and labels come from the MIDI as read back from its bytes, so the file on disk, the
     # labels and the audio agree to the tick.
     return pretty_midi.PrettyMIDI(io.BytesIO(data)), data, mix_rng
-
-
-# ------------------------------------------------------------------------------------- one song
 
 
 def _song_paths(out: Path, split: str, name: str, num_clips: int) -> list[Path]:
