@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--encoder", default="compact",
                    help="mert-v1-95m, mert-v1-330m (weights from the hub id m-a-p/MERT-v1-95M / -330M or a local folder "
                    "of MERT's files), compact (small, random init), tiny (tests), or a PATH / hub id")
+    g.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
+                   help="start from the weights of a saved model (a best/ folder, or last/model) with a fresh optimiser "
+                   "and schedule; the model's shape then comes from its config.json, not from --encoder/--gru-*")
     g.add_argument("--freeze-encoder", action="store_true", help="train only the head (layer mix, BiGRU, classifier, auto-pool)")
     g.add_argument("--freeze-feature-extractor", action="store_true", help="freeze only the encoder's conv front end")
     g.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for encoder activation memory")
@@ -151,8 +154,8 @@ def _load_saved_args(args: argparse.Namespace) -> argparse.Namespace:
         merged[key] = getattr(args, key)
     if args.data is not None:
         merged["data"] = args.data
-    for key in ("out", "data"):
-        merged[key] = Path(merged[key]) if merged[key] is not None else None
+    for key in ("out", "data", "init_from"):
+        merged[key] = Path(merged[key]) if merged.get(key) is not None else None
     return argparse.Namespace(**merged)
 
 
@@ -379,9 +382,17 @@ def train(args: argparse.Namespace) -> int:
     last = complete_dir(args.out / "last") if args.resume else None
     if args.resume:
         model = ActivityModel.from_pretrained(last / "model")
+    elif (args.out / "last").exists() or (args.out / "best").exists():
+        raise ActivityError(f"--out {args.out} already holds a run; pass --resume to continue it or choose another --out")
+    elif args.init_from is not None:
+        try:
+            model = ActivityModel.from_pretrained(args.init_from)
+        except ActivityError as exc:
+            raise ActivityError(f"--init-from: {exc}") from None
+        # Thresholds were tuned for the old weights; best/ gets newly tuned ones.
+        model.thresholds = None
+        log(f"starting from the weights in {args.init_from} (encoder and head shape from its config.json)")
     else:
-        if (args.out / "last").exists() or (args.out / "best").exists():
-            raise ActivityError(f"--out {args.out} already holds a run; pass --resume to continue it or choose another --out")
         model = ActivityModel.from_encoder(
             args.encoder, gru_hidden=args.gru_hidden, gru_layers=args.gru_layers, gru_dropout=args.gru_dropout,
             mask_time_prob=args.mask_time_prob,
@@ -429,7 +440,8 @@ def train(args: argparse.Namespace) -> int:
     if is_main:
         args.out.mkdir(parents=True, exist_ok=True)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log(f"model: encoder {args.encoder}, {n_train / 1e6:.2f}M trainable parameters; {total_steps} steps "
+        source = f"weights from {args.init_from}" if args.init_from is not None and not args.resume else f"encoder {args.encoder}"
+        log(f"model: {source}, {n_train / 1e6:.2f}M trainable parameters; {total_steps} steps "
             f"({steps_per_epoch} per epoch) of {args.batch_size * args.grad_accum * world} clips on {device}")
 
     from tqdm.auto import tqdm

@@ -62,6 +62,33 @@ def test_train_refuses_to_overwrite_a_run(trained: Path, synth_root: Path, capsy
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_init_from_starts_at_the_saved_weights(trained: Path, synth_root: Path, tmp_path: Path, capsys) -> None:
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "again"
+    # Learning rates 0: the one step must leave the weights exactly as --init-from gave them.
+    code = train.main(["--data", str(synth_root / "slakh"), "--out", str(out), "--init-from", str(trained / "best"),
+                       "--max-steps", "1", "--lr-head", "0", "--lr-encoder", "0", "--gru-hidden", "32",
+                       *[a for a in TINY_TRAIN if a not in ("--gru-hidden", "8")]])
+    assert code == 0
+    assert f"weights from {trained / 'best'}" in capsys.readouterr().out
+    start = load_file(trained / "best" / "model.safetensors")
+    after = load_file(out / "last" / "model" / "model.safetensors")
+    assert start.keys() == after.keys()
+    for key in start:
+        np.testing.assert_array_equal(start[key], after[key], err_msg=key)
+    assert json.loads((out / "best" / "config.json").read_text())["gru_hidden"] == 8, "shape from the checkpoint"
+    assert (out / "best" / "thresholds.json").is_file()
+
+
+def test_init_from_a_missing_folder_names_the_flag(synth_root: Path, tmp_path: Path, capsys) -> None:
+    code = train.main(["--data", str(synth_root / "slakh"), "--out", str(tmp_path / "x"),
+                       "--init-from", str(tmp_path / "nope"), *TINY_TRAIN])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "nope" in err and "Traceback" not in err
+
+
 def test_infer_prints_the_course_report(trained: Path, synth_root: Path, tmp_path: Path, capsys) -> None:
     code = infer.main(["--ckpt", str(trained / "best"), "--data", str(synth_root / "slakh"), "--out", str(tmp_path)])
     assert code == 0
