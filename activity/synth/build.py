@@ -100,7 +100,8 @@ def split_draws(seed: int, split: str, count: int) -> tuple[dict[str, float], ..
     For each :data:`PART_DRAWS` key the songs get ``(perm[i] + jitter[i]) / count`` with a seeded
     permutation: every song still sees a uniform number, but a part played with probability ``p``
     plays in ``p * count`` songs rounded up or down, not in a binomial count. Independent draws
-    put a 50-song split's class shares up to 10 points off the course's; these cannot.
+    put a 50-song split's class shares up to 11 points off the course's; with these, what remains is
+    how much of each song a part covers (see experiments/RESULTS.md for the spread over seeds).
     """
     columns = {}
     for i, key in enumerate(PART_DRAWS):
@@ -120,7 +121,7 @@ def arrange_track_fast(seed: int, track: int, size: str) -> "pretty_midi.PrettyM
     return _arrange(seed, track, size)[0]
 
 
-def _arrange(seed: int, track: int, size: str):
+def _arrange(seed: int, track: int, size: str) -> tuple["pretty_midi.PrettyMIDI", np.random.Generator]:  # noqa: F821
     arrange_rng, mix_rng = song_rngs(seed, track)
     spec = SIZES[size]
     duration = float(arrange_rng.uniform(spec.min_seconds, spec.max_seconds))
@@ -145,6 +146,9 @@ def _arrange_with_bytes(seed: int, track: int, size: str):
     # Audio and labels come from the MIDI as read back from its bytes, so the file on disk, the
     # labels and the audio agree to the tick.
     return pretty_midi.PrettyMIDI(io.BytesIO(data)), data, mix_rng
+
+
+# ------------------------------------------------------------------------------------- one song
 
 
 def _song_paths(out: Path, split: str, name: str, num_clips: int) -> list[Path]:
