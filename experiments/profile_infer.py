@@ -92,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'group':<16} {'self s':>8} {'share':>7} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>8}")
     for group in sorted(seconds, key=seconds.get, reverse=True):
         rate = flops[group] / 1e9 / seconds[group] if seconds[group] and flops[group] else 0.0
-        print(f"{group:<16} {seconds[group]:8.2f} {seconds[group] / total:7.1%} {flops[group] / 1e9:8.1f} "
-              f"{rate:8.0f} {rate / peak:8.1%}" if rate else
-              f"{group:<16} {seconds[group]:8.2f} {seconds[group] / total:7.1%} {'-':>8} {'-':>8} {'-':>8}")
+        counted = f"{flops[group] / 1e9:8.1f} {rate:8.0f} {rate / peak:8.1%}" if rate else f"{'-':>8} {'-':>8} {'-':>8}"
+        print(f"{group:<16} {seconds[group]:8.2f} {seconds[group] / total:7.1%} {counted}")
     products = "matrix products"
     product_rate = flops[products] / 1e9 / seconds[products] if seconds[products] else 0.0
     overall = model_gflop / wall / peak
