@@ -6,8 +6,10 @@ MERT-v1 is a stock HuBERT network (post-LN encoder for 95M, pre-LN "stable layer
 rebuilds the same network from ``HubertModel`` and loads MERT's own files into it with strict key
 matching:
 
-* presets ``mert-v1-95m`` / ``mert-v1-330m`` (exact architectures, random weights), ``compact`` (a small
-  encoder that trains on a CPU) and ``tiny`` (for tests);
+* ``mert-v1-95m`` / ``mert-v1-330m``: MERT's released weights (the hub ids ``m-a-p/MERT-v1-95M`` /
+  ``-330M``, downloaded when online, else taken from the local hub cache);
+* random-weight presets: ``mert-v1-95m-random`` / ``mert-v1-330m-random`` (MERT's exact architectures,
+  for benchmarks), ``compact`` (a small encoder that trains on a CPU) and ``tiny`` (for tests);
 * a local folder with MERT's ``config.json`` (``model_type: mert_model``), ``preprocessor_config.json`` and
   ``pytorch_model.bin`` / ``model.safetensors``;
 * a hub id (``m-a-p/MERT-v1-95M``), downloaded with ``huggingface_hub`` only when named.
@@ -138,6 +140,33 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Encoder architectures by name (random weights when built from these)."""
 
+PRETRAINED_HUB_IDS: dict[str, str] = {"mert-v1-95m": "m-a-p/MERT-v1-95M", "mert-v1-330m": "m-a-p/MERT-v1-330M"}
+"""Short names of MERT's released checkpoints: ``--encoder mert-v1-95m`` means these weights, never random."""
+
+RANDOM_SUFFIX = "-random"
+"""Appended to a pretrained name for its architecture with random weights (``mert-v1-95m-random``)."""
+
+
+def random_preset(name: str | os.PathLike) -> str | None:
+    """The :data:`PRESETS` key that ``name`` builds with random weights, or None (weights, folder, hub id).
+
+    ``compact`` and ``tiny`` are random by nature; MERT's architectures are random only when asked for
+    with :data:`RANDOM_SUFFIX`, so that ``mert-v1-95m`` can never silently mean an untrained encoder.
+    """
+    key = str(name).lower()
+    if key.endswith(RANDOM_SUFFIX) and key[: -len(RANDOM_SUFFIX)] in PRETRAINED_HUB_IDS:
+        return key[: -len(RANDOM_SUFFIX)]
+    if key in PRESETS and key not in PRETRAINED_HUB_IDS:
+        return key
+    return None
+
+
+def encoder_names() -> list[str]:
+    """Every name ``--encoder`` accepts besides folders and hub ids, for help and error messages."""
+    return [*PRETRAINED_HUB_IDS, *(k for k in PRESETS if k not in PRETRAINED_HUB_IDS),
+            *(k + RANDOM_SUFFIX for k in PRETRAINED_HUB_IDS)]
+
+
 PRESET_DO_NORMALIZE = True
 """MERT's ``preprocessor_config.json`` value, used for every preset."""
 
@@ -226,8 +255,10 @@ def hubert_config(fields: dict[str, Any], source: str = "encoder config") -> Hub
 
 
 def preset_config(name: str) -> HubertConfig:
-    """The ``HubertConfig`` of a preset (``mert-v1-95m``, ``mert-v1-330m``, ``compact``, ``tiny``)."""
+    """The ``HubertConfig`` of an architecture (``mert-v1-95m``, ``mert-v1-330m``, ``compact``, ``tiny``;
+    a ``-random`` suffix is accepted)."""
     key = name.lower()
+    key = random_preset(key) or key
     if key not in PRESETS:
         raise ActivityError(f"unknown encoder preset {name!r}; choose one of {', '.join(PRESETS)}")
     return hubert_config(dict(PRESETS[key]), source=f"preset {key}")
@@ -279,8 +310,11 @@ def _folder_source(folder: Path, name: str) -> EncoderSource:
     return EncoderSource(name=name, config=config, do_normalize=read_do_normalize(folder), weights=weights)
 
 
-def _download(repo_id: str) -> Path:
-    """Fetch only config, preprocessor config and one weights file of a hub repository."""
+def _download(repo_id: str, asked: str | None = None) -> Path:
+    """Fetch only config, preprocessor config and one weights file of a hub repository.
+
+    ``asked`` is the ``--encoder`` value when it was a short name for ``repo_id`` (for the error message).
+    """
     try:
         import huggingface_hub
     except ImportError:  # pragma: no cover - transformers depends on it
@@ -301,22 +335,34 @@ def _download(repo_id: str) -> Path:
                 local_files_only=True))
         except Exception:
             pass
+        if asked is not None:
+            raise ActivityError(
+                f"--encoder {asked} means MERT's pretrained weights ({repo_id}), and downloading them from the "
+                f"Hugging Face hub failed ({type(exc).__name__}: {exc}). Offline, pass a local folder of MERT's files "
+                f"(config.json, preprocessor_config.json, weights), or {asked.lower()}{RANDOM_SUFFIX} for the "
+                "architecture with random weights."
+            ) from None
         raise ActivityError(
             f"--encoder {repo_id}: not a preset or an existing folder, and downloading it from the Hugging Face hub "
-            f"failed ({type(exc).__name__}: {exc}). Presets: {', '.join(PRESETS)}; or pass a folder of MERT's files."
+            f"failed ({type(exc).__name__}: {exc}). Names: {', '.join(encoder_names())}; or pass a folder of MERT's "
+            "files."
         ) from None
 
 
 def resolve_encoder(name_or_path: str | os.PathLike) -> EncoderSource:
     """Find the architecture, normalisation and weights an encoder name refers to.
 
-    A preset name (case-insensitive) gives random weights; an existing folder must hold MERT's files;
-    ``owner/name`` that is no folder is a Hugging Face hub id (the only case that uses the network).
+    A random preset (case-insensitive, :func:`random_preset`) gives random weights; ``mert-v1-95m`` /
+    ``mert-v1-330m`` are MERT's released weights; an existing folder must hold MERT's files; ``owner/name``
+    that is no folder is a Hugging Face hub id. Only the last two kinds of name use the network.
     """
     text = str(name_or_path)
-    if text.lower() in PRESETS:
-        return EncoderSource(name=text.lower(), config=preset_config(text), do_normalize=PRESET_DO_NORMALIZE,
+    preset = random_preset(text)
+    if preset is not None:
+        return EncoderSource(name=text.lower(), config=preset_config(preset), do_normalize=PRESET_DO_NORMALIZE,
                              weights=None)
+    if text.lower() in PRETRAINED_HUB_IDS:
+        return _folder_source(_download(PRETRAINED_HUB_IDS[text.lower()], asked=text), text)
     path = Path(text).expanduser()
     if path.is_dir():
         return _folder_source(path, text)
@@ -325,7 +371,8 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> EncoderSource:
     if _HUB_ID.match(text):  # exactly one "/", no leading ".", "/" or "~": not meant as a local path
         return _folder_source(_download(text), text)
     raise ActivityError(
-        f"--encoder {text} is neither a preset ({', '.join(PRESETS)}), an existing folder, nor a hub id (owner/name)"
+        f"--encoder {text} is neither a preset ({', '.join(encoder_names())}), an existing folder, nor a hub id "
+        "(owner/name)"
     )
 
 
@@ -427,7 +474,7 @@ def load_encoder(
     freeze_conv: bool = False,
     gradient_checkpointing: bool = False,
 ) -> HubertModel:
-    """A ready ``HubertModel``: a preset (random weights), a folder of MERT's files or a hub id.
+    """A ready ``HubertModel``: a random preset, MERT's released weights, a folder of MERT's files or a hub id.
 
     ``freeze`` stops gradients to the whole encoder, ``freeze_conv`` only to its conv front end;
     ``gradient_checkpointing`` recomputes layer activations in the backward pass to save memory. The

@@ -50,14 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from last/ (model, optimiser, scheduler, step, RNG) with its saved settings")
     g = p.add_argument_group("model")
     g.add_argument("--encoder", default="compact",
-                   help="mert-v1-95m, mert-v1-330m (weights from the hub id m-a-p/MERT-v1-95M / -330M or a local folder "
-                   "of MERT's files), compact (small, random init), tiny (tests), or a PATH / hub id")
+                   help="mert-v1-95m, mert-v1-330m (MERT's pretrained weights: the hub ids m-a-p/MERT-v1-95M / -330M, "
+                   "downloaded when online), compact (small, random init), tiny (tests), mert-v1-95m-random / "
+                   "mert-v1-330m-random (MERT's architecture, random init), or a folder of MERT's files / a hub id")
     g.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
                    help="start from the weights of a saved model (a best/ folder, or last/model) with a fresh optimiser "
                    "and schedule; the model's shape then comes from its config.json, not from --encoder/--gru-*")
     g.add_argument("--freeze-encoder", action="store_true", help="train only the head (layer mix, BiGRU, classifier, auto-pool)")
     g.add_argument("--freeze-feature-extractor", action="store_true", help="freeze only the encoder's conv front end")
     g.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for encoder activation memory")
+    g.add_argument("--frontend-steps", type=int, default=0,
+                   help="before training, fit the randomly initialised conv front end alone to the log-mel spectrogram "
+                   "of its frames for this many batches (a warm start for compact from scratch; 0 = off)")
     g.add_argument("--gru-hidden", type=int, default=256, help="BiGRU hidden size per direction")
     g.add_argument("--gru-layers", type=int, default=2, help="BiGRU layers")
     g.add_argument("--gru-dropout", type=float, default=0.1, help="dropout between BiGRU layers")
@@ -181,6 +185,20 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ActivityError(f"{flag} must not be negative, got {value}")
     if args.num_workers < 0:
         raise ActivityError(f"--num-workers must not be negative, got {args.num_workers}")
+    if args.frontend_steps < 0:
+        raise ActivityError(f"--frontend-steps must not be negative, got {args.frontend_steps}")
+    if args.frontend_steps and not args.resume:
+        from .encoder import encoder_names, random_preset
+
+        # Fitting a pretrained front end to a spectrogram would overwrite what it learned.
+        if args.init_from is not None or random_preset(args.encoder) is None:
+            source = f"--init-from {args.init_from}" if args.init_from is not None else f"--encoder {args.encoder}"
+            randoms = [n for n in encoder_names() if random_preset(n) is not None]
+            raise ActivityError(f"--frontend-steps warms up a randomly initialised encoder ({', '.join(randoms)}); "
+                                f"{source} brings trained weights")
+        if args.freeze_encoder or args.freeze_feature_extractor:
+            raise ActivityError("--frontend-steps trains the conv front end; it cannot go with --freeze-encoder or "
+                                "--freeze-feature-extractor")
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int):
@@ -404,6 +422,18 @@ def train(args: argparse.Namespace) -> int:
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.to(device).train()
+    fitted_frontend = bool(args.frontend_steps) and not args.resume
+    if fitted_frontend:
+        from .frontend import fit_frontend
+
+        started = time.perf_counter()
+        losses = fit_frontend(
+            model.encoder, lambda rows: torch.stack([train_set[i][0] for i in rows]), len(train_set),
+            args.frontend_steps, args.batch_size, seed=args.seed,
+            precision_context=lambda: _autocast(device, args.precision))
+        tenth = max(1, len(losses) // 10)
+        log(f"front end fitted to the log-mel spectrogram in {time.perf_counter() - started:.0f} s: "
+            f"error {np.mean(losses[:tenth]):.3f} (first tenth of {len(losses)} steps) -> {np.mean(losses[-tenth:]):.3f} (last)")
 
     groups = [
         {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": args.lr_head},
@@ -443,6 +473,8 @@ def train(args: argparse.Namespace) -> int:
         source = f"weights from {args.init_from}" if args.init_from is not None and not args.resume else f"encoder {args.encoder}"
         log(f"model: {source}, {n_train / 1e6:.2f}M trainable parameters; {total_steps} steps "
             f"({steps_per_epoch} per epoch) of {args.batch_size * args.grad_accum * world} clips on {device}")
+        if fitted_frontend:  # a resumed run must not fit the front end again
+            _save_last(args.out, model, optimizer, scheduler, state, args, device)
 
     from tqdm.auto import tqdm
 

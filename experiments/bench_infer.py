@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-clips", type=int, default=12, help="clips timed for the baseline (after one warm-up)")
     p.add_argument("--batch-size", type=int, default=8, help="ours' batch size")
     p.add_argument("--dtype", default="auto", help="ours' dtype: auto, bf16 or fp32")
-    p.add_argument("--encoder", default="mert-v1-95m", help="encoder preset (random weights)")
+    p.add_argument("--encoder", default="mert-v1-95m-random", help="encoder (a random-weight preset by default)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's own)")
     p.add_argument("--part", choices=["baseline", "ours"], default=None, help=argparse.SUPPRESS)
     return p

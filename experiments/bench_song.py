@@ -1,6 +1,6 @@
 """Whole-song inference speed: a 4-minute 44.1 kHz stereo flac through ``predict_file``'s path.
 
-    .venv/bin/python experiments/bench_song.py [--minutes 4] [--encoder mert-v1-95m]
+    .venv/bin/python experiments/bench_song.py [--minutes 4] [--encoder mert-v1-95m-random]
 
 Synthesises the song (tones, chords and noise; the content does not change the speed), writes it as
 flac into a temporary folder, then times ``predict_file`` end to end and, separately, its parts:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--minutes", type=float, default=4.0, help="length of the synthetic song")
     p.add_argument("--rate", type=int, default=44100, help="sample rate of the flac")
-    p.add_argument("--encoder", default="mert-v1-95m", help="encoder preset (random weights)")
+    p.add_argument("--encoder", default="mert-v1-95m-random", help="encoder (a random-weight preset by default)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--dtype", default="auto", help="auto, bf16 or fp32")
     return p

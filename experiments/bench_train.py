@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 # name -> (encoder preset, frozen encoder)
 CONFIGS = {
     "compact": ("compact", False),
-    "95m-frozen": ("mert-v1-95m", True),
-    "95m": ("mert-v1-95m", False),
+    "95m-frozen": ("mert-v1-95m-random", True),
+    "95m": ("mert-v1-95m-random", False),
 }
 
 

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--batches", type=int, default=2, help="batches profiled after one warm-up batch")
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
-    p.add_argument("--encoder", default="mert-v1-95m", help="encoder preset (random weights)")
+    p.add_argument("--encoder", default="mert-v1-95m-random", help="encoder (a random-weight preset by default)")
     p.add_argument("--dtype", default="auto", help="auto, bf16 or fp32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     return p

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = ActivityModel.from_encoder("mert-v1-95m").eval()
+    model = ActivityModel.from_encoder("mert-v1-95m-random").eval()
     fast, _ = inference_model(model, torch.device("cpu"), torch.bfloat16)
     batch = torch.from_numpy(test_clips(args.batch_size))
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     compile_seconds = time.perf_counter() - start
     compiled, compiled_probs = seconds_per_clip()
     peak = matmul_peak(torch.bfloat16)
-    gflop = count_flops("mert-v1-95m")["model_gflop"]
+    gflop = count_flops("mert-v1-95m-random")["model_gflop"]
     print(f"{args.threads} thread(s), batch {args.batch_size}, bf16 peak {peak:.0f} GFLOP/s, {gflop:.1f} GFLOP/clip")
     for name, value in (("eager", eager), ("compiled", compiled)):
         print(f"{name:<9} {value:.3f} s/clip  {gflop / value:.0f} GFLOP/s  {gflop / value / peak:.0%} of peak")

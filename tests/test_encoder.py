@@ -18,6 +18,7 @@ from activity.encoder import (
     load_encoder,
     normalize_waveform,
     preset_config,
+    random_preset,
     resolve_encoder,
     time_mask,
 )
@@ -285,3 +286,47 @@ def test_hub_id_downloads_only_the_needed_files(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(ActivityError, match=r"m-a-p/MERT-v1-330M: .*downloading it .* failed"):
         resolve_encoder("m-a-p/MERT-v1-330M")
+
+
+def test_mert_short_names_mean_the_pretrained_weights(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub
+
+    folder = write_mert_folder(tmp_path / "snapshot", reference_hubert())
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "list_repo_files",
+                        lambda repo: ["config.json", "preprocessor_config.json", "pytorch_model.bin"])
+
+    def snapshot(repo, allow_patterns=None, **kwargs):
+        asked.append(repo)
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    source = resolve_encoder("MERT-v1-95M")
+    assert asked == ["m-a-p/MERT-v1-95M"] and source.weights == folder / "pytorch_model.bin"
+    resolve_encoder("mert-v1-330m")
+    assert asked[-1] == "m-a-p/MERT-v1-330M"
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ActivityError, match=r"mert-v1-95m means MERT's pretrained weights \(m-a-p/MERT-v1-95M\).*"
+                                            r"mert-v1-95m-random for the architecture with random weights"):
+        resolve_encoder("mert-v1-95m")
+
+
+def test_random_suffix_builds_the_architecture_without_the_network(monkeypatch) -> None:
+    import huggingface_hub
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a random preset must not touch the hub")
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", forbidden)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", forbidden)
+    for name, arch in (("mert-v1-95m-random", "mert-v1-95m"), ("MERT-v1-330M-random", "mert-v1-330m"),
+                       ("compact", "compact"), ("tiny", "tiny")):
+        source = resolve_encoder(name)
+        assert source.weights is None
+        assert source.config.to_dict() == preset_config(arch).to_dict()
+    assert random_preset("mert-v1-95m") is None and random_preset("compact-random") is None

@@ -1,0 +1,113 @@
+"""Warm start for an encoder trained from scratch: fit its conv front end to a log-mel spectrogram.
+
+A randomly initialised MERT conv stack learns instrument timbre very slowly from clip and frame labels
+alone: for the first few hundred steps the whole model stays at the loss of the class priors. Fitting
+the conv stack first, on its own, to regress the log-mel spectrogram of the very samples each frame
+sees (400 samples, one frame every hop) costs about a fifth of a full training step per batch and
+gives the transformer and head spectral features from their first step. See experiments/RESULTS.md
+(issue 6) for the measurements.
+
+The read-out used for the fit is thrown away; only the conv weights are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .constants import HOP, RECEPTIVE_FIELD, SAMPLE_RATE
+from .encoder import normalize_waveform
+
+MEL_BANDS: int = 80
+"""Mel bands of the fitting target."""
+
+MEL_LOW_HZ: float = 30.0
+"""Lower edge of the lowest mel band, in Hz (the top edge is the Nyquist frequency)."""
+
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=4)
+def mel_filterbank(bands: int = MEL_BANDS) -> torch.Tensor:
+    """Triangular mel filters ``(bands, RECEPTIVE_FIELD // 2 + 1)``, each row summing to 1 (HTK mel scale)."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(MEL_LOW_HZ), _hz_to_mel(SAMPLE_RATE / 2), bands + 2))
+    freqs = np.linspace(0.0, SAMPLE_RATE / 2, RECEPTIVE_FIELD // 2 + 1)
+    rising = (freqs[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
+    falling = (edges[2:, None] - freqs[None]) / (edges[2:, None] - edges[1:-1, None])
+    bank = np.maximum(0.0, np.minimum(rising, falling))
+    # Low bands narrower than one FFT bin would be empty: give each at least its nearest bin.
+    for row, centre in enumerate(edges[1:-1]):
+        if bank[row].sum() == 0.0:
+            bank[row, int(np.argmin(np.abs(freqs - centre)))] = 1.0
+    return torch.from_numpy(bank / bank.sum(axis=1, keepdims=True)).float()
+
+
+def frame_log_mel(waveform: torch.Tensor, bands: int = MEL_BANDS) -> torch.Tensor:
+    """``(B, N)`` audio at 24 kHz -> ``(B, T, bands)`` natural-log mel power, T = num_frames(N).
+
+    Frame ``t`` is the Hann-windowed spectrum of samples ``[t * HOP, t * HOP + RECEPTIVE_FIELD)``: exactly
+    the samples encoder frame ``t`` sees.
+    """
+    spectrum = torch.stft(waveform.float(), RECEPTIVE_FIELD, hop_length=HOP, window=torch.hann_window(
+        RECEPTIVE_FIELD, device=waveform.device), center=False, return_complex=True).abs().pow(2)  # (B, F, T)
+    mel = torch.einsum("mf,bft->btm", mel_filterbank(bands).to(waveform.device), spectrum)
+    return torch.log(mel + 1e-6)
+
+
+def fit_frontend(
+    encoder: torch.nn.Module,
+    waveforms: Callable[[Sequence[int]], torch.Tensor],
+    num_items: int,
+    steps: int,
+    batch_size: int,
+    lr: float = 2e-3,
+    seed: int = 0,
+    precision_context: Callable[[], object] | None = None,
+) -> list[float]:
+    """Train ``encoder.feature_extractor`` for ``steps`` AdamW steps to predict :func:`frame_log_mel`.
+
+    ``waveforms(indices)`` returns raw ``(B, N)`` clips (normalised here as the model does); batches
+    are drawn from ``range(num_items)`` in a seeded order. The target is standardised per band over each
+    batch, so the mean-squared error starts near 1 and every band counts alike. Returns the loss of each
+    step. The conv weights are updated in place; nothing else of ``encoder`` changes.
+    """
+    extractor = encoder.feature_extractor
+    device = next(extractor.parameters()).device
+    width = encoder.config.conv_dim[-1]
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the read-out's init must not shift the main run's RNG
+        torch.manual_seed(seed)
+        readout = torch.nn.Sequential(torch.nn.LayerNorm(width), torch.nn.Linear(width, MEL_BANDS)).to(device)
+    optimizer = torch.optim.AdamW(list(extractor.parameters()) + list(readout.parameters()), lr=lr)
+    was_training = extractor.training
+    extractor.train()
+    losses: list[float] = []
+    order = torch.randperm(num_items, generator=generator).tolist()
+    position = 0
+    batch_size = min(batch_size, num_items)
+    for _ in range(steps):
+        if position + batch_size > len(order):
+            order, position = torch.randperm(num_items, generator=generator).tolist(), 0
+        rows = order[position: position + batch_size]
+        position += batch_size
+        audio = normalize_waveform(waveforms(rows)).to(device)
+        target = frame_log_mel(audio)
+        target = (target - target.mean(dim=(0, 1))) / (target.std(dim=(0, 1)) + 1e-3)
+        with precision_context() if precision_context is not None else torch.autocast(device.type, enabled=False):
+            features = extractor(audio).transpose(1, 2)  # (B, T, width)
+        loss = torch.nn.functional.mse_loss(readout(features.float()), target)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.item()))
+    extractor.train(was_training)
+    return losses
