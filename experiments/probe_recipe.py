@@ -41,51 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def log_mel(waveform, n_mels: int = 80):
-    """``(B, N)`` normalised audio -> ``(B, T, n_mels)`` log-mel over each conv frame's own 400 samples."""
-    import numpy as np
-    import torch
-
-    from activity.constants import HOP, RECEPTIVE_FIELD, SAMPLE_RATE
-
-    n_fft = RECEPTIVE_FIELD
-    spec = torch.stft(waveform.float(), n_fft, hop_length=HOP, window=torch.hann_window(n_fft), center=False,
-                      return_complex=True).abs().pow(2)  # (B, n_fft // 2 + 1, T)
-    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)
-    edges = 700.0 * (10 ** (np.linspace(mel(30.0), mel(SAMPLE_RATE / 2), n_mels + 2) / 2595.0) - 1.0)
-    freqs = np.linspace(0, SAMPLE_RATE / 2, n_fft // 2 + 1)
-    bank = np.maximum(0, np.minimum((freqs[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None]),
-                                    (edges[2:, None] - freqs[None]) / (edges[2:, None] - edges[1:-1, None])))
-    bank = torch.from_numpy(bank / np.maximum(bank.sum(1, keepdims=True), 1e-9)).float()
-    return torch.log(torch.einsum("mf,bft->btm", bank, spec) + 1e-6)
-
-
-def fit_frontend(model, train_set, order, steps: int, batch_size: int, autocast) -> list[float]:
-    """Train ``model.encoder.feature_extractor`` (plus a throw-away linear read-out) to predict log-mel."""
-    import torch
-
-    from activity.encoder import normalize_waveform
-
-    extractor = model.encoder.feature_extractor
-    width = model.encoder.config.conv_dim[-1]
-    readout = torch.nn.Sequential(torch.nn.LayerNorm(width), torch.nn.Linear(width, 80))
-    optimizer = torch.optim.AdamW(list(extractor.parameters()) + list(readout.parameters()), lr=2e-3)
-    losses = []
-    for step in range(steps):
-        rows = order[(step * batch_size) % len(order): (step * batch_size) % len(order) + batch_size]
-        waveform = normalize_waveform(torch.stack([train_set[int(i)][0] for i in rows]))
-        target = log_mel(waveform)
-        target = (target - target.mean(dim=(0, 1))) / (target.std(dim=(0, 1)) + 1e-3)
-        with autocast:
-            features = extractor(waveform).transpose(1, 2)  # (B, T, C)
-        loss = torch.nn.functional.mse_loss(readout(features.float()), target)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    return losses
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = json.loads(args.override)
@@ -96,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from activity import encoder as enc
     from activity.datasets import ClipDataset, read_split
     from activity.evaluate import clip_scores, tune_thresholds
+    from activity.frontend import fit_frontend
     from activity.model import ActivityConfig, ActivityModel
     from activity.train import compute_loss
 
@@ -117,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     frontend: list[str] = []
     if args.frontend_steps:
         t0 = time.perf_counter()
-        fit = fit_frontend(model, train_set, order[::-1], args.frontend_steps, args.batch_size, autocast)
+        fit = fit_frontend(model.encoder, lambda rows: torch.stack([train_set[i][0] for i in rows]), len(train_set),
+                           args.frontend_steps, args.batch_size, seed=args.seed, precision_context=lambda: autocast)
         frontend = [f"{np.mean(fit[i:i + args.window]):.3f}" for i in range(0, len(fit), args.window)]
         frontend.append(f"{time.perf_counter() - t0:.0f} s")
 
