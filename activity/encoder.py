@@ -354,7 +354,7 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> EncoderSource:
 
     A random preset (case-insensitive, :func:`random_preset`) gives random weights; ``mert-v1-95m`` /
     ``mert-v1-330m`` are MERT's released weights; an existing folder must hold MERT's files; ``owner/name``
-    that is no folder is a Hugging Face hub id. Only the last two kinds of name use the network.
+    that is no folder is a Hugging Face hub id. Only MERT's short names and hub ids use the network.
     """
     text = str(name_or_path)
     preset = random_preset(text)
