@@ -12,8 +12,10 @@ The read-out used for the fit is thrown away; only the conv weights are kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,18 +67,18 @@ def frame_log_mel(waveform: torch.Tensor, bands: int = MEL_BANDS) -> torch.Tenso
 
 def fit_frontend(
     encoder: torch.nn.Module,
-    waveforms: Callable[[Sequence[int]], torch.Tensor],
-    num_items: int,
+    dataset: Any,
     steps: int,
     batch_size: int,
     lr: float = 2e-3,
     seed: int = 0,
-    precision_context: Callable[[], object] | None = None,
+    precision_context: Callable[[], Any] = contextlib.nullcontext,
 ) -> list[float]:
     """Train ``encoder.feature_extractor`` for ``steps`` AdamW steps to predict :func:`frame_log_mel`.
 
-    ``waveforms(indices)`` returns raw ``(B, N)`` clips (normalised here as the model does); batches
-    are drawn from ``range(num_items)`` in a seeded order. The target is standardised per band over each
+    ``dataset[i][0]`` is a raw ``(N,)`` clip (a :class:`~activity.datasets.ClipDataset` item; normalised
+    here as the model does); batches are drawn from it in a seeded order, reshuffled after each pass.
+    ``precision_context()`` wraps the conv forward (bf16 autocast, say). The target is standardised per band over each
     batch, so the mean-squared error starts near 1 and every band counts alike. Returns the loss of each
     step. The conv weights are updated in place; nothing else of ``encoder`` changes.
     """
@@ -91,18 +93,18 @@ def fit_frontend(
     was_training = extractor.training
     extractor.train()
     losses: list[float] = []
-    order = torch.randperm(num_items, generator=generator).tolist()
+    order = torch.randperm(len(dataset), generator=generator).tolist()
     position = 0
-    batch_size = min(batch_size, num_items)
+    batch_size = min(batch_size, len(dataset))
     for _ in range(steps):
         if position + batch_size > len(order):
-            order, position = torch.randperm(num_items, generator=generator).tolist(), 0
+            order, position = torch.randperm(len(dataset), generator=generator).tolist(), 0
         rows = order[position: position + batch_size]
         position += batch_size
-        audio = normalize_waveform(waveforms(rows)).to(device)
+        audio = normalize_waveform(torch.stack([dataset[i][0] for i in rows])).to(device)
         target = frame_log_mel(audio)
         target = (target - target.mean(dim=(0, 1))) / (target.std(dim=(0, 1)) + 1e-3)
-        with precision_context() if precision_context is not None else torch.autocast(device.type, enabled=False):
+        with precision_context():
             features = extractor(audio).transpose(1, 2)  # (B, T, width)
         loss = torch.nn.functional.mse_loss(readout(features.float()), target)
         loss.backward()

@@ -427,10 +427,8 @@ def train(args: argparse.Namespace) -> int:
         from .frontend import fit_frontend
 
         started = time.perf_counter()
-        losses = fit_frontend(
-            model.encoder, lambda rows: torch.stack([train_set[i][0] for i in rows]), len(train_set),
-            args.frontend_steps, args.batch_size, seed=args.seed,
-            precision_context=lambda: _autocast(device, args.precision))
+        losses = fit_frontend(model.encoder, train_set, args.frontend_steps, args.batch_size, seed=args.seed,
+                              precision_context=lambda: _autocast(device, args.precision))
         tenth = max(1, len(losses) // 10)
         log(f"front end fitted to the log-mel spectrogram in {time.perf_counter() - started:.0f} s: "
             f"error {np.mean(losses[:tenth]):.3f} (first tenth of {len(losses)} steps) -> {np.mean(losses[-tenth:]):.3f} (last)")

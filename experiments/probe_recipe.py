@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from activity.evaluate import clip_scores, tune_thresholds
     from activity.frontend import fit_frontend
     from activity.model import ActivityConfig, ActivityModel
-    from activity.train import compute_loss
+    from activity.train import compute_loss, evaluate_split
 
     torch.manual_seed(args.seed)
     config = enc.hubert_config({**enc.PRESETS["compact"], **overrides}, source="probe")
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     frontend: list[str] = []
     if args.frontend_steps:
         t0 = time.perf_counter()
-        fit = fit_frontend(model.encoder, lambda rows: torch.stack([train_set[i][0] for i in rows]), len(train_set),
-                           args.frontend_steps, args.batch_size, seed=args.seed, precision_context=lambda: autocast)
+        fit = fit_frontend(model.encoder, train_set, args.frontend_steps, args.batch_size, seed=args.seed,
+                           precision_context=lambda: autocast)
         frontend = [f"{np.mean(fit[i:i + args.window]):.3f}" for i in range(0, len(fit), args.window)]
         frontend.append(f"{time.perf_counter() - t0:.0f} s")
 
@@ -98,13 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     val_index = read_split(args.data, "validation")
     val_set = ClipDataset(val_index, with_frames=False)
     count = min(args.val_clips, len(val_set))
-    model.eval()
-    probs = []
-    with torch.inference_mode(), autocast:
-        for first in range(0, count, 16):
-            batch = torch.stack([val_set[i][0] for i in range(first, min(count, first + 16))])
-            probs.append(model(batch).clip_probs.float().numpy())
-    probs_all = np.concatenate(probs)
+    probs_all = evaluate_split(model, torch.utils.data.Subset(val_set, range(count)), 16, torch.device("cpu"),
+                               args.precision)["probs"]
     truth = val_index.labels[:count]
     tuned = clip_scores(truth, probs_all, tune_thresholds(truth, probs_all))
 

@@ -49,7 +49,7 @@ def test_fit_frontend_lowers_the_error_and_touches_only_the_conv_stack() -> None
     clips = torch.randn(4, CLIP_SAMPLES) * torch.linspace(0.1, 1.0, 4)[:, None]
     clips[:, ::7] += 0.5  # some spectral shape for the read-out to learn
     rng_before = torch.get_rng_state()
-    losses = fit_frontend(model.encoder, lambda rows: clips[list(rows)], 4, steps=40, batch_size=4, lr=1e-2)
+    losses = fit_frontend(model.encoder, [(clip,) for clip in clips], steps=40, batch_size=4, lr=1e-2)
     assert torch.equal(torch.get_rng_state(), rng_before), "the warm start must not draw from the global RNG"
     assert len(losses) == 40 and all(np.isfinite(losses))
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
