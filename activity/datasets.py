@@ -200,3 +200,33 @@ class ClipDataset:
             torch.from_numpy(self.frames[i].astype(np.float32)),
             bool(self.has_frames[i]),
         )
+
+
+class ConcatClipDataset:
+    """Several :class:`ClipDataset` served as one (item ``i`` runs through them in order).
+
+    ``has_frames`` ``(M,)`` is the concatenation of the parts' flags. Track names may repeat across
+    parts (two synthetic builds both have a Track00001); each clip still reads its own folder's files.
+    """
+
+    def __init__(self, parts: list[ClipDataset]) -> None:
+        if not parts:
+            raise ValueError("ConcatClipDataset needs at least one dataset")
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.has_frames = np.concatenate([p.has_frames for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        part = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.parts[part][i - int(self.offsets[part])]
+
+
+def training_set(indexes: list[SplitIndex], with_frames: bool = True) -> ClipDataset | ConcatClipDataset:
+    """One dataset over the training splits of one or more folders."""
+    parts = [ClipDataset(index, with_frames=with_frames) for index in indexes]
+    return parts[0] if len(parts) == 1 else ConcatClipDataset(parts)

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", type=Path, default=None,
                    help="folder with train/, validation/ and {split}_labels.json (the course's slakh/ folder); "
                    "default: the synthetic set in data/synth-slakh/slakh, built first if missing")
+    g.add_argument("--extra-train", type=Path, nargs="+", default=[], metavar="DIR",
+                   help="more training clips from other folders laid out like --data (DIR/train + DIR/train_labels.json, "
+                   "frame truth from DIR/midi), e.g. a second synthetic build; validation stays --data's")
     g.add_argument("--out", type=Path, default=None,
                    help="run folder receiving best/, last/, history.csv and curves.png (default checkpoints/<run name>)")
     g.add_argument("--run-name", default=None, help="name of the default --out folder (default: run-<date>-<time>)")
@@ -160,6 +163,7 @@ def _load_saved_args(args: argparse.Namespace) -> argparse.Namespace:
         merged["data"] = args.data
     for key in ("out", "data", "init_from"):
         merged[key] = Path(merged[key]) if merged.get(key) is not None else None
+    merged["extra_train"] = [Path(d) for d in merged.get("extra_train") or []]
     return argparse.Namespace(**merged)
 
 
@@ -199,6 +203,18 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.freeze_encoder or args.freeze_feature_extractor:
             raise ActivityError("--frontend-steps trains the conv front end; it cannot go with --freeze-encoder or "
                                 "--freeze-feature-extractor")
+
+
+def _check_training_folders(data: Path, extra_train: list[Path]) -> None:
+    """Refuse a folder given twice: its clips would be trained on twice per epoch."""
+    from .errors import ActivityError
+
+    seen = {data.resolve(): "--data"}
+    for extra in extra_train:
+        if extra.resolve() in seen:
+            raise ActivityError(f"--extra-train {extra} is the same folder as {seen[extra.resolve()]}; "
+                                "its clips would be trained on twice per epoch")
+        seen[extra.resolve()] = f"--extra-train {extra}"
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int):
@@ -345,7 +361,8 @@ def _save_last(out: Path, model, optimizer, scheduler, state: TrainState, args: 
             payload["cuda_rng"] = torch.cuda.get_rng_state(device)
         with atomic_path(tmp / "trainer_state.pt") as path:
             torch.save(payload, path)
-        saved_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        saved_args = {k: ([str(p) for p in v] if k == "extra_train" else str(v) if isinstance(v, Path) else v)
+                      for k, v in vars(args).items()}
         (tmp / "train_args.json").write_text(json.dumps(saved_args, indent=2, sort_keys=True))
 
 
@@ -359,7 +376,7 @@ def train(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from .datasets import ClipDataset, read_split, warn_length_fixed
+    from .datasets import ClipDataset, read_split, training_set, warn_length_fixed
     from .errors import ActivityError
     from .evaluate import clip_scores, tune_thresholds
     from .fileio import complete_dir
@@ -384,17 +401,18 @@ def train(args: argparse.Namespace) -> int:
     if args.out is None:
         args.out = REPO_ROOT / "checkpoints" / (args.run_name or time.strftime("run-%Y%m%d-%H%M%S"))
 
-    train_index = read_split(args.data, "train")
+    _check_training_folders(args.data, args.extra_train)
+    train_indexes = [read_split(root, "train") for root in (args.data, *args.extra_train)]
     val_index = read_split(args.data, "validation")
-    for index in (train_index, val_index):
+    for index in (*train_indexes, val_index):
         songs = len({t for t in index.tracks})
-        log(f"found {len(index)} {index.split} clips from {songs} songs in {args.data / index.split}")
+        log(f"found {len(index)} {index.split} clips from {songs} songs in {index.root / index.split}")
         if is_main:
             warn_length_fixed(index)
-    train_set = ClipDataset(train_index, with_frames=args.frame_loss_weight > 0)
+    train_set = training_set(train_indexes, with_frames=args.frame_loss_weight > 0)
     val_set = ClipDataset(val_index, with_frames=False)
     if args.frame_loss_weight > 0:
-        log(f"frame truth (75 Hz, from {args.data / 'midi'}) for {int(train_set.has_frames.sum())} of {len(train_set)} training clips")
+        log(f"frame truth (75 Hz, from each folder's midi/) for {int(train_set.has_frames.sum())} of {len(train_set)} training clips")
 
     torch.manual_seed(args.seed)
     last = complete_dir(args.out / "last") if args.resume else None

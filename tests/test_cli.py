@@ -89,6 +89,39 @@ def test_init_from_a_missing_folder_names_the_flag(synth_root: Path, tmp_path: P
     assert "--init-from" in err and "nope" in err and "Traceback" not in err
 
 
+def test_extra_train_adds_another_folders_clips(synth_root: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    source = synth_root / "slakh"
+    labels = json.loads((source / "train_labels.json").read_text())
+    kept = dict(sorted(labels.items())[:4])
+    extra = tmp_path / "second"
+    (extra / "train").mkdir(parents=True)
+    for name in kept:
+        shutil.copy(source / "train" / name, extra / "train" / name)
+    (extra / "train_labels.json").write_text(json.dumps(kept))
+    shutil.copytree(source / "midi", extra / "midi")
+    code = train.main(["--data", str(source), "--extra-train", str(extra), "--out", str(tmp_path / "run"),
+                       "--max-steps", "2", "--stop-after-steps", "1", *TINY_TRAIN])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "found 4 train clips" in out and str(extra / "train") in out
+    total = len(labels) + 4
+    assert f"for {total} of {total} training clips" in out, "frame truth from both folders' midi/"
+    assert f"({total // 2} per epoch)" in out, "batches drawn from both folders"
+    assert train.main(["--out", str(tmp_path / "run"), "--resume", "--quiet"]) == 0
+    resumed = capsys.readouterr().out
+    assert "found 4 train clips" in resumed and "resuming" in resumed, "the saved run keeps its extra folder"
+
+
+def test_extra_train_refuses_the_data_folder_again(synth_root: Path, tmp_path: Path, capsys) -> None:
+    code = train.main(["--data", str(synth_root / "slakh"), "--extra-train", str(synth_root / "slakh"),
+                       "--out", str(tmp_path / "run"), *TINY_TRAIN])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--extra-train" in err and "same folder as --data" in err and "Traceback" not in err
+
+
 def test_infer_prints_the_course_report(trained: Path, synth_root: Path, tmp_path: Path, capsys) -> None:
     code = infer.main(["--ckpt", str(trained / "best"), "--data", str(synth_root / "slakh"), "--out", str(tmp_path)])
     assert code == 0

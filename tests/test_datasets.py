@@ -133,3 +133,22 @@ def test_frame_truth_from_midi(tmp_path: Path) -> None:
     assert has_frames
     on = frames[:, 4].nonzero().flatten().tolist()
     assert on == list(range(75, 150))  # 6-7 s of the song is 1-2 s of clip 1
+
+
+def test_concatenated_training_folders_serve_each_folders_clips(tmp_path: Path) -> None:
+    from activity.datasets import ConcatClipDataset, training_set
+
+    first = make_split(tmp_path / "a", {"Track00001_0.npy": np.full(CLIP_SAMPLES, 0.1, np.float32),
+                                        "Track00001_1.npy": np.full(CLIP_SAMPLES, 0.2, np.float32)})
+    # Same track name in the second folder: a second build numbers its songs from 1 too.
+    second = make_split(tmp_path / "b", {"Track00001_0.npy": np.full(CLIP_SAMPLES, 0.3, np.float32)},
+                        labels={"Track00001_0.npy": [0, 0, 0, 0, 1, 0, 0, 0, 1]})
+    data = training_set([read_split(first, "train"), read_split(second, "train")], with_frames=False)
+    assert isinstance(data, ConcatClipDataset) and len(data) == 3
+    assert [float(data[i][0][0]) for i in range(3)] == pytest.approx([0.1, 0.2, 0.3])
+    assert data[2][1].tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert data.has_frames.shape == (3,)
+    with pytest.raises(IndexError):
+        data[3]
+    single = training_set([read_split(first, "train")], with_frames=False)
+    assert isinstance(single, ClipDataset) and len(single) == 2
