@@ -1,0 +1,49 @@
+"""Average precision of each class on one split: which classes a checkpoint ranks well, threshold-free.
+
+    .venv/bin/python experiments/class_ap.py --ckpt checkpoints/demo --data data/synth-slakh/slakh --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", type=Path, default=REPO / "checkpoints" / "demo", help="checkpoint folder")
+    p.add_argument("--data", type=Path, default=REPO / "data" / "synth-slakh" / "slakh", help="the course's slakh/ layout")
+    p.add_argument("--split", default="test", help="split to score")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+
+    from activity.constants import CLASSES
+    from activity.datasets import ClipDataset, read_split
+    from activity.infer import load_model
+    from activity.predict import predict_clips
+
+    model, device = load_model(args.ckpt, "auto")
+    index = read_split(args.data, args.split)
+    dataset = ClipDataset(index, with_frames=False)
+    clips = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+    probs = np.asarray(predict_clips(model, clips, batch_size=8, device=device).clip_probs)
+    print(f"{args.ckpt} on {len(index)} {args.split} clips of {args.data}")
+    print(f"{'class':18s} {'share':>6s} {'AP':>6s}")
+    for c, name in enumerate(CLASSES):
+        truth = index.labels[:, c]
+        ap = average_precision_score(truth, probs[:, c]) if truth.any() else float("nan")
+        print(f"{name:18s} {truth.mean():6.3f} {ap:6.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
