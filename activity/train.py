@@ -28,7 +28,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Flags that may change when a run is resumed; every other flag is taken from the saved run.
-# --data is taken from the command line when given (the folder may have moved), else from the saved run.
+# --data and --extra-train are taken from the command line when given (the folders may have moved), else
+# from the saved run.
 RESUME_OVERRIDABLE = ("out", "resume", "device", "num_workers", "stop_after_steps", "quiet")
 
 
@@ -161,6 +162,8 @@ def _load_saved_args(args: argparse.Namespace) -> argparse.Namespace:
         merged[key] = getattr(args, key)
     if args.data is not None:
         merged["data"] = args.data
+    if args.extra_train:
+        merged["extra_train"] = args.extra_train
     for key in ("out", "data", "init_from"):
         merged[key] = Path(merged[key]) if merged.get(key) is not None else None
     merged["extra_train"] = [Path(d) for d in merged.get("extra_train") or []]
@@ -402,7 +405,12 @@ def train(args: argparse.Namespace) -> int:
         args.out = REPO_ROOT / "checkpoints" / (args.run_name or time.strftime("run-%Y%m%d-%H%M%S"))
 
     _check_training_folders(args.data, args.extra_train)
-    train_indexes = [read_split(root, "train") for root in (args.data, *args.extra_train)]
+    train_indexes = [read_split(args.data, "train")]
+    for extra in args.extra_train:
+        try:
+            train_indexes.append(read_split(extra, "train"))
+        except ActivityError as exc:
+            raise ActivityError(f"--extra-train: {exc}") from None
     val_index = read_split(args.data, "validation")
     for index in (*train_indexes, val_index):
         songs = len({t for t in index.tracks})

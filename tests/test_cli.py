@@ -120,6 +120,11 @@ def test_extra_train_refuses_the_data_folder_again(synth_root: Path, tmp_path: P
     assert code == 2
     err = capsys.readouterr().err
     assert "--extra-train" in err and "same folder as --data" in err and "Traceback" not in err
+    code = train.main(["--data", str(synth_root / "slakh"), "--extra-train", str(tmp_path / "nope"),
+                       "--out", str(tmp_path / "run"), *TINY_TRAIN])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--extra-train: data folder" in err and "nope" in err and "Traceback" not in err
 
 
 def test_infer_prints_the_course_report(trained: Path, synth_root: Path, tmp_path: Path, capsys) -> None:
