@@ -54,13 +54,20 @@ def f1_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float | list[flo
     return {"micro_f1": micro, "macro_f1": float(per_class.mean()), "per_class_f1": per_class.tolist()}
 
 
-def mean_average_precision(truth: np.ndarray, probs: np.ndarray) -> float:
-    """Macro average precision over the classes that have at least one positive (NaN if none)."""
+def average_precisions(truth: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Average precision of each class ``(9,)`` from clip probabilities ``(M, 9)``; NaN for a class without positives."""
     from sklearn.metrics import average_precision_score
 
     truth, probs = _validate(truth, probs)
-    scores = [average_precision_score(truth[:, c], probs[:, c]) for c in range(NUM_CLASSES) if truth[:, c].any()]
-    return float(np.mean(scores)) if scores else float("nan")
+    return np.array([average_precision_score(truth[:, c], probs[:, c]) if truth[:, c].any() else np.nan
+                     for c in range(NUM_CLASSES)])
+
+
+def mean_average_precision(truth: np.ndarray, probs: np.ndarray) -> float:
+    """Macro average precision over the classes that have at least one positive (NaN if none)."""
+    scores = average_precisions(truth, probs)
+    scores = scores[~np.isnan(scores)]
+    return float(np.mean(scores)) if scores.size else float("nan")
 
 
 def clip_scores(truth: np.ndarray, probs: np.ndarray, thresholds: float | np.ndarray | None = None) -> dict:

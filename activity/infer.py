@@ -76,16 +76,30 @@ def thresholds_of(model, override: float | None):
     return as_thresholds(override if override is not None else model.thresholds)
 
 
-def run_split(args: argparse.Namespace) -> int:
-    check_common_flags(args)
+def split_clip_probs(model, index, batch_size: int, device) -> "np.ndarray":
+    """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
+
+    Clips are read a few batches at a time, so memory stays bounded for a split of any size.
+    """
     import numpy as np
 
     from .audio import load_clip
+    from .predict import predict_clips
+
+    chunk = max(batch_size * 16, 64)
+    probs = []
+    for start in range(0, len(index), chunk):
+        clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
+        probs.append(predict_clips(model, clips, batch_size=batch_size, device=device).clip_probs)
+    return np.concatenate(probs)
+
+
+def run_split(args: argparse.Namespace) -> int:
+    check_common_flags(args)
     from .constants import CLASSES
     from .datasets import read_split, warn_length_fixed
     from .evaluate import binarize, classification_report, clip_scores
     from .fileio import write_json
-    from .predict import predict_clips
 
     if args.data is None:
         from .synth import DEFAULT_DATA_ROOT, ensure_dataset
@@ -97,12 +111,7 @@ def run_split(args: argparse.Namespace) -> int:
     thresholds = thresholds_of(model, args.threshold)
     print(f"{len(index)} {args.split} clips from {args.data / args.split}; checkpoint {args.ckpt}", file=sys.stderr)
 
-    chunk = max(args.batch_size * 16, 64)  # bounded memory for large splits
-    probs = []
-    for start in range(0, len(index), chunk):
-        clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
-        probs.append(predict_clips(model, clips, batch_size=args.batch_size, device=device).clip_probs)
-    clip_probs = np.concatenate(probs)
+    clip_probs = split_clip_probs(model, index, args.batch_size, device)
     pred = binarize(clip_probs, thresholds)
     print(classification_report(index.labels, pred))
     scores = clip_scores(index.labels, clip_probs, thresholds)

@@ -364,9 +364,7 @@ def _save_last(out: Path, model, optimizer, scheduler, state: TrainState, args: 
             payload["cuda_rng"] = torch.cuda.get_rng_state(device)
         with atomic_path(tmp / "trainer_state.pt") as path:
             torch.save(payload, path)
-        saved_args = {k: ([str(p) for p in v] if k == "extra_train" else str(v) if isinstance(v, Path) else v)
-                      for k, v in vars(args).items()}
-        (tmp / "train_args.json").write_text(json.dumps(saved_args, indent=2, sort_keys=True))
+        (tmp / "train_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True, default=str))
 
 
 def train(args: argparse.Namespace) -> int:

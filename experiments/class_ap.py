@@ -23,25 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import numpy as np
-    from sklearn.metrics import average_precision_score
-
     from activity.constants import CLASSES
-    from activity.datasets import ClipDataset, read_split
-    from activity.infer import load_model
-    from activity.predict import predict_clips
+    from activity.datasets import read_split
+    from activity.evaluate import average_precisions
+    from activity.infer import load_model, split_clip_probs
 
     model, device = load_model(args.ckpt, "auto")
     index = read_split(args.data, args.split)
-    dataset = ClipDataset(index, with_frames=False)
-    clips = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
-    probs = np.asarray(predict_clips(model, clips, batch_size=8, device=device).clip_probs)
+    scores = average_precisions(index.labels, split_clip_probs(model, index, 8, device))
     print(f"{args.ckpt} on {len(index)} {args.split} clips of {args.data}")
     print(f"{'class':18s} {'share':>6s} {'AP':>6s}")
-    for c, name in enumerate(CLASSES):
-        truth = index.labels[:, c]
-        ap = average_precision_score(truth, probs[:, c]) if truth.any() else float("nan")
-        print(f"{name:18s} {truth.mean():6.3f} {ap:6.3f}")
+    for name, share, ap in zip(CLASSES, index.labels.mean(axis=0), scores):
+        print(f"{name:18s} {share:6.3f} {ap:6.3f}")
     return 0
 
 

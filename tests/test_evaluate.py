@@ -6,6 +6,7 @@ from sklearn.metrics import f1_score
 
 from activity.constants import CLASSES, NUM_CLASSES
 from activity.evaluate import (
+    average_precisions,
     binarize,
     classification_report,
     clip_scores,
@@ -67,3 +68,16 @@ def test_frame_scores_on_rolls() -> None:
 def test_shape_errors() -> None:
     with pytest.raises(ValueError, match=r"must (both )?be"):
         clip_scores(np.zeros((4, 8)), np.zeros((4, 8)))
+
+
+def test_average_precision_per_class_and_its_mean() -> None:
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(1)
+    truth = (rng.random((50, NUM_CLASSES)) < 0.4).astype(np.uint8)
+    truth[:, 2] = 0  # a class nobody plays: no AP, left out of the mean
+    probs = rng.random((50, NUM_CLASSES))
+    per_class = average_precisions(truth, probs)
+    assert per_class.shape == (NUM_CLASSES,) and np.isnan(per_class[2])
+    assert per_class[0] == pytest.approx(average_precision_score(truth[:, 0], probs[:, 0]))
+    assert clip_scores(truth, probs)["mAP"] == pytest.approx(np.nanmean(per_class))
