@@ -20,7 +20,7 @@ import contextlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -29,6 +29,7 @@ from torch import nn
 
 from .constants import CLASSES, NUM_CLASSES, RECEPTIVE_FIELD
 from .encoder import (
+    DROPOUT_FIELDS,
     build_encoder,
     enable_gradient_checkpointing,
     encoder_config_dict,
@@ -199,6 +200,20 @@ class ActivityModel(nn.Module):
         if source.weights is not None:
             load_encoder_weights(model.encoder, source.weights)
         return model
+
+    def with_encoder_dropout(self, rate: float) -> "ActivityModel":
+        """A copy of this model (same weights and thresholds) whose encoder uses dropout ``rate`` in
+        [0, 1) for every field of :data:`~activity.encoder.DROPOUT_FIELDS`; the rate is saved in its
+        ``config.json``. Rebuilt from the config rather than patched, so every dropout the installed
+        transformers creates from those fields follows."""
+        if not 0.0 <= rate < 1.0:
+            raise ActivityError(f"--encoder-dropout must be in [0, 1), got {rate}")
+        encoder_config = {**self.config.encoder_config, **{key: float(rate) for key in DROPOUT_FIELDS}}
+        model = type(self)(replace(self.config, encoder_config=encoder_config))
+        model.load_state_dict(self.state_dict(), strict=True)
+        model.thresholds = self.thresholds
+        device = next(self.parameters()).device
+        return model.to(device).train(self.training)
 
     # ------------------------------------------------------------------------------------------
     # Thresholds

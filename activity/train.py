@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gru-hidden", type=int, default=256, help="BiGRU hidden size per direction")
     g.add_argument("--gru-layers", type=int, default=2, help="BiGRU layers")
     g.add_argument("--gru-dropout", type=float, default=0.1, help="dropout between BiGRU layers")
+    g.add_argument("--encoder-dropout", type=float, default=None, metavar="P",
+                   help="dropout rate of the encoder's hidden states, attention and feature projection (default: "
+                   "the encoder's own, 0.1 for compact and MERT-v1-95M); also changes a model given by --init-from")
     g.add_argument("--mask-time-prob", type=float, default=0.0, help="SpecAugment time masking in the encoder (0 = off)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10, help="passes over the training split")
@@ -181,6 +184,8 @@ def _check_args(args: argparse.Namespace) -> None:
     for flag, value in {"--max-steps": args.max_steps, "--stop-after-steps": args.stop_after_steps}.items():
         if value is not None and value < 1:
             raise ActivityError(f"{flag} must be at least 1, got {value}")
+    if args.encoder_dropout is not None and not 0.0 <= args.encoder_dropout < 1.0:
+        raise ActivityError(f"--encoder-dropout must be in [0, 1), got {args.encoder_dropout}")
     for flag, value in {"--warmup": args.warmup, "--mix-prob": args.mix_prob, "--mask-time-prob": args.mask_time_prob,
                         "--gru-dropout": args.gru_dropout}.items():
         if not 0.0 <= value <= 1.0:
@@ -439,6 +444,8 @@ def train(args: argparse.Namespace) -> int:
             args.encoder, gru_hidden=args.gru_hidden, gru_layers=args.gru_layers, gru_dropout=args.gru_dropout,
             mask_time_prob=args.mask_time_prob,
         )
+    if args.encoder_dropout is not None:
+        model = model.with_encoder_dropout(args.encoder_dropout)
     if args.freeze_encoder:
         model.freeze_encoder()
     elif args.freeze_feature_extractor:

@@ -66,9 +66,11 @@ def test_init_from_starts_at_the_saved_weights(trained: Path, synth_root: Path, 
     from safetensors.numpy import load_file
 
     out = tmp_path / "again"
-    # Learning rates 0: the one step must leave the weights exactly as --init-from gave them.
+    # Learning rates 0: the one step must leave the weights exactly as --init-from gave them, also when
+    # the model is rebuilt for another dropout rate.
     code = train.main(["--data", str(synth_root / "slakh"), "--out", str(out), "--init-from", str(trained / "best"),
                        "--max-steps", "1", "--lr-head", "0", "--lr-encoder", "0", "--gru-hidden", "32",
+                       "--encoder-dropout", "0.2",
                        *[a for a in TINY_TRAIN if a not in ("--gru-hidden", "8")]])
     assert code == 0
     assert f"weights from {trained / 'best'}" in capsys.readouterr().out
@@ -77,7 +79,10 @@ def test_init_from_starts_at_the_saved_weights(trained: Path, synth_root: Path, 
     assert start.keys() == after.keys()
     for key in start:
         np.testing.assert_array_equal(start[key], after[key], err_msg=key)
-    assert json.loads((out / "best" / "config.json").read_text())["gru_hidden"] == 8, "shape from the checkpoint"
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["gru_hidden"] == 8, "shape from the checkpoint"
+    assert config["encoder_config"]["attention_dropout"] == 0.2
+    assert json.loads((trained / "best" / "config.json").read_text())["encoder_config"]["attention_dropout"] == 0.0
     assert (out / "best" / "thresholds.json").is_file()
 
 

@@ -106,6 +106,27 @@ def test_encoder_gets_gradients_only_when_trainable(clips: torch.Tensor) -> None
     _backward(model, clips)
     assert all(p.grad is None for p in model.encoder.feature_extractor.parameters())
     assert all(_has_grad(p) for p in model.encoder.encoder.parameters())
+    # A frozen front end builds no graph: its backward would be pure cost.
+    assert not model.encoder.feature_extractor(clips[:1, :24000]).requires_grad
+
+
+def test_encoder_dropout_changes_only_the_dropout(clips: torch.Tensor, tmp_path: Path) -> None:
+    rates = ("hidden_dropout", "attention_dropout", "feat_proj_dropout")
+    model = tiny_model()  # the tiny preset has no dropout
+    assert [model.config.encoder_config[key] for key in rates] == [0.0] * 3
+    model.thresholds = [0.3] * NUM_CLASSES
+    noisy = model.with_encoder_dropout(0.3)
+    assert noisy.thresholds == model.thresholds and model.config.encoder_config["hidden_dropout"] == 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(noisy.eval()(clips[:1]).clip_probs, model.eval()(clips[:1]).clip_probs)
+        # In train mode dropout draws new masks every call; without it two calls agree exactly.
+        model.train(), noisy.train()
+        assert not torch.equal(noisy(clips[:1]).frame_probs, noisy(clips[:1]).frame_probs)
+        assert torch.equal(model(clips[:1]).frame_probs, model(clips[:1]).frame_probs)
+    saved = json.loads((noisy.save_pretrained(tmp_path / "noisy") / "config.json").read_text())
+    assert [saved["encoder_config"][key] for key in rates] == [0.3] * 3
+    with pytest.raises(ActivityError, match="--encoder-dropout must be in"):
+        model.with_encoder_dropout(1.0)
 
 
 def test_train_mode_uses_every_layer_even_if_the_config_asks_for_layerdrop(clips: torch.Tensor) -> None:

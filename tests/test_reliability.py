@@ -62,6 +62,7 @@ def test_resume_without_a_run(tmp_path: Path, capsys) -> None:
     ("--batch-size", "0", "--batch-size must be at least 1"),
     ("--warmup", "2", r"--warmup must be in \[0, 1\]"),
     ("--lr-head", "-1", "--lr-head must not be negative"),
+    ("--encoder-dropout", "1", r"--encoder-dropout must be in \[0, 1\)"),
 ])
 def test_bad_training_flags(noise_data: Path, tmp_path: Path, capsys, flag: str, value: str, message: str) -> None:
     assert train.main(["--data", str(noise_data), "--out", str(tmp_path / "r"), *TINY, flag, value]) == 2
