@@ -209,7 +209,8 @@ class ActivityModel(nn.Module):
         if not 0.0 <= rate < 1.0:
             raise ActivityError(f"--encoder-dropout must be in [0, 1), got {rate}")
         encoder_config = {**self.config.encoder_config, **{key: float(rate) for key in DROPOUT_FIELDS}}
-        model = type(self)(replace(self.config, encoder_config=encoder_config))
+        with torch.random.fork_rng(devices=[]):  # the throw-away initialisation must not shift the caller's RNG
+            model = type(self)(replace(self.config, encoder_config=encoder_config))
         model.load_state_dict(self.state_dict(), strict=True)
         model.thresholds = self.thresholds
         device = next(self.parameters()).device

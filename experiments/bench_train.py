@@ -1,6 +1,6 @@
 """Training throughput: clips per second and peak memory of one optimiser step, per architecture.
 
-    .venv/bin/python experiments/bench_train.py [--steps 2] [--batch-size 8] [--configs compact,95m-frozen,95m]
+    .venv/bin/python experiments/bench_train.py [--steps 2] [--batch-size 8] [--configs compact,compact-frozen-fe,95m-frozen,95m]
 
 One step is what ``activity.train`` does per batch: forward in train mode, the training loss
 (``activity.train.compute_loss``: BCE on ``clip_probs``), backward and an AdamW step with the head and
@@ -23,18 +23,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name -> (encoder preset, frozen encoder)
+# name -> (encoder preset, what is frozen: nothing, the conv front end or the whole encoder)
 CONFIGS = {
-    "compact": ("compact", False),
-    "95m-frozen": ("mert-v1-95m-random", True),
-    "95m": ("mert-v1-95m-random", False),
+    "compact": ("compact", None),
+    "compact-frozen-fe": ("compact", "front end"),
+    "95m-frozen": ("mert-v1-95m-random", "encoder"),
+    "95m-frozen-fe": ("mert-v1-95m-random", "front end"),
+    "95m": ("mert-v1-95m-random", None),
 }
+DEFAULT_CONFIGS = ("compact", "compact-frozen-fe", "95m-frozen", "95m")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark training steps (AdamW, clip BCE) per architecture.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
+    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
     p.add_argument("--batch-size", type=int, default=8, help="clips per step")
     p.add_argument("--batch-size-95m", type=int, default=None,
                    help="batch for the trainable 95M encoder (default: --batch-size)")
@@ -57,8 +60,10 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     model = ActivityModel.from_encoder(encoder)
-    if frozen:
+    if frozen == "encoder":
         model.freeze_encoder()
+    elif frozen == "front end":
+        model.freeze_feature_extractor()
     model.to(device).train()
     groups = [{"params": [p for p in model.head_parameters() if p.requires_grad], "lr": 1e-3},
               {"params": [p for p in model.encoder_parameters() if p.requires_grad], "lr": 1e-5}]
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         per_step = row["seconds"] / row["steps"]
         mem = row.get("cuda_peak_mib", row["peak_rss_mib"])
-        print(f"| {row['name']} ({row['encoder']}{', frozen encoder' if row['frozen'] else ''}) | "
+        print(f"| {row['name']} ({row['encoder']}{', frozen ' + row['frozen'] if row['frozen'] else ''}) | "
               f"{row['trainable_m']:.2f} | {row['batch']} | {per_step:.2f} | {row['batch'] / per_step:.2f} | {mem:.0f} |")
     return 0
 

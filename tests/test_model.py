@@ -115,7 +115,9 @@ def test_encoder_dropout_changes_only_the_dropout(clips: torch.Tensor, tmp_path:
     model = tiny_model()  # the tiny preset has no dropout
     assert [model.config.encoder_config[key] for key in rates] == [0.0] * 3
     model.thresholds = [0.3] * NUM_CLASSES
+    rng = torch.get_rng_state()
     noisy = model.with_encoder_dropout(0.3)
+    assert torch.equal(torch.get_rng_state(), rng), "rebuilding must not draw from the caller's RNG"
     assert noisy.thresholds == model.thresholds and model.config.encoder_config["hidden_dropout"] == 0.0
     with torch.no_grad():
         torch.testing.assert_close(noisy.eval()(clips[:1]).clip_probs, model.eval()(clips[:1]).clip_probs)
@@ -268,3 +270,29 @@ def test_from_pretrained_invalid_thresholds(saved: Path, content: str, message: 
     (saved / "thresholds.json").write_text(content)
     with pytest.raises(ActivityError, match=rf"thresholds.json.*{message}"):
         ActivityModel.from_pretrained(saved)
+
+
+def test_grow_model_widens_feed_forward_without_changing_outputs(clips: torch.Tensor, tmp_path: Path, capsys) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import grow_model
+
+    model = tiny_model()
+    model.thresholds = [0.4] * NUM_CLASSES
+    model.save_pretrained(tmp_path / "small")
+    before = model.config.encoder_config["intermediate_size"]
+    assert grow_model.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", str(2 * before),
+                            "--out", str(tmp_path / "wide")]) == 0
+    wide = ActivityModel.from_pretrained(tmp_path / "wide")
+    assert wide.config.encoder_config["intermediate_size"] == 2 * before and wide.thresholds == model.thresholds
+    for layer in wide.encoder.encoder.layers:
+        assert layer.feed_forward.intermediate_dense.weight.shape[0] == 2 * before
+        assert torch.all(layer.feed_forward.output_dense.weight[:, before:] == 0)
+        assert layer.feed_forward.intermediate_dense.weight[before:].abs().sum() > 0
+    with torch.no_grad():
+        torch.testing.assert_close(wide(clips[:1]).frame_probs, model.eval()(clips[:1]).frame_probs)
+    with pytest.raises(SystemExit, match="must exceed"):
+        grow_model.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", str(before), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="already exists"):
+        grow_model.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", "99", "--out", str(tmp_path / "wide")])
