@@ -42,6 +42,9 @@ NUM_CLASSES: int = len(CLASSES)
 
 assert FRAME_RATE * HOP == SAMPLE_RATE, "the frame rate must be an integer"
 
+PROB_EPS: float = 1e-6
+"""Clip probabilities are clamped to ``[eps, 1 - eps]`` before a logit or a log (finite in float32)."""
+
 
 def num_frames(num_samples: int) -> int:
     """Encoder frames for ``num_samples`` samples: floor((N - 400) / 320) + 1, 0 below 400.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .constants import CLASSES, NUM_CLASSES
+from .constants import CLASSES, NUM_CLASSES, PROB_EPS
 
 DEFAULT_THRESHOLD = 0.5
 # Candidate thresholds for tuning: fine enough to matter, coarse enough not to overfit validation.
@@ -68,6 +68,14 @@ def mean_average_precision(truth: np.ndarray, probs: np.ndarray) -> float:
     scores = average_precisions(truth, probs)
     scores = scores[~np.isnan(scores)]
     return float(np.mean(scores)) if scores.size else float("nan")
+
+
+def clip_loss(truth: np.ndarray, probs: np.ndarray) -> float:
+    """Binary cross-entropy of clip probabilities ``(M, 9)`` against 0/1 truth, mean over clips and
+    classes, probabilities clamped to ``[PROB_EPS, 1 - PROB_EPS]`` (the validation loss training reports)."""
+    truth, probs = _validate(truth, probs)
+    probs = np.clip(probs, PROB_EPS, 1.0 - PROB_EPS)
+    return float(-(truth * np.log(probs) + (1 - truth) * np.log(1.0 - probs)).mean())
 
 
 def clip_scores(truth: np.ndarray, probs: np.ndarray, thresholds: float | np.ndarray | None = None) -> dict:

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from .constants import CLASSES, NUM_CLASSES, RECEPTIVE_FIELD
+from .constants import CLASSES, NUM_CLASSES, PROB_EPS, RECEPTIVE_FIELD
 from .encoder import (
     DROPOUT_FIELDS,
     build_encoder,
@@ -46,9 +46,6 @@ from .errors import ActivityError
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 THRESHOLDS_FILE = "thresholds.json"
-
-PROB_EPS = 1e-6
-"""``clip_probs`` is clamped to ``[eps, 1 - eps]`` before taking its logit (finite in float32)."""
 
 
 @dataclass

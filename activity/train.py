@@ -272,7 +272,9 @@ def compute_loss(out, labels, frames, has_frames, frame_loss_weight: float):
     import torch
     import torch.nn.functional as F
 
-    clip_probs = out.clip_probs.float().clamp(1e-6, 1 - 1e-6)
+    from .constants import PROB_EPS
+
+    clip_probs = out.clip_probs.float().clamp(PROB_EPS, 1 - PROB_EPS)
     loss = F.binary_cross_entropy(clip_probs, labels)
     if frame_loss_weight > 0 and bool(has_frames.any()):
         logits = out.frame_logits.float()[has_frames]
@@ -296,20 +298,22 @@ def evaluate_split(model, dataset, batch_size: int, device, precision: str) -> d
     """Clip probabilities ``(M, 9)`` and mean clip BCE of a whole dataset, in eval mode."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
+
+    from .constants import PROB_EPS
+    from .evaluate import clip_loss
 
     model.eval()
-    probs, losses = [], []
+    probs, truth = [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     with torch.inference_mode(), _autocast(device, precision):
         for waveform, labels, _, _ in loader:
-            out = model(waveform.to(device))
-            p = out.clip_probs.float().clamp(1e-6, 1 - 1e-6).cpu()
-            losses.append(F.binary_cross_entropy(p, labels, reduction="sum").item() / labels.shape[1])
-            probs.append(p.numpy())
+            probs.append(model(waveform.to(device)).clip_probs.float().clamp(PROB_EPS, 1 - PROB_EPS).cpu().numpy())
+            truth.append(labels.numpy())
     model.train()
-    probs_arr = np.concatenate(probs) if probs else np.zeros((0, dataset.index.labels.shape[1]), np.float32)
-    return {"probs": probs_arr, "loss": float(sum(losses) / max(1, len(dataset)))}
+    if not probs:
+        return {"probs": np.zeros((0, dataset.index.labels.shape[1]), np.float32), "loss": 0.0}
+    probs_arr, truth_arr = np.concatenate(probs), np.concatenate(truth).astype(np.uint8)
+    return {"probs": probs_arr, "loss": clip_loss(truth_arr, probs_arr)}
 
 
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:

@@ -27,9 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from activity.constants import CLASSES
     from activity.datasets import read_split
-    from activity.evaluate import average_precisions
+    from activity.evaluate import average_precisions, clip_loss
     from activity.infer import load_model, split_clip_probs
-    from activity.model import PROB_EPS
 
     model, device = load_model(args.ckpt, "auto")
     index = read_split(args.data, args.split)
@@ -39,11 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'class':18s} {'share':>6s} {'AP':>6s}")
     for name, share, ap in zip(CLASSES, index.labels.mean(axis=0), scores):
         print(f"{name:18s} {share:6.3f} {ap:6.3f}")
-    # The clip loss training reports for validation (BCE of the clip probabilities, mean over clips and classes).
-    clipped = np.clip(probs, PROB_EPS, 1.0 - PROB_EPS)
-    truth = index.labels.astype(np.float64)
-    loss = float(-(truth * np.log(clipped) + (1.0 - truth) * np.log(1.0 - clipped)).mean())
-    print(f"mAP {np.nanmean(scores):.4f}, clip BCE {loss:.4f}")
+    print(f"mAP {np.nanmean(scores):.4f}, clip BCE {clip_loss(index.labels, probs):.4f}")
     return 0
 
 

@@ -9,6 +9,7 @@ from activity.evaluate import (
     average_precisions,
     binarize,
     classification_report,
+    clip_loss,
     clip_scores,
     frame_scores,
     tune_thresholds,
@@ -81,3 +82,18 @@ def test_average_precision_per_class_and_its_mean() -> None:
     assert per_class.shape == (NUM_CLASSES,) and np.isnan(per_class[2])
     assert per_class[0] == pytest.approx(average_precision_score(truth[:, 0], probs[:, 0]))
     assert clip_scores(truth, probs)["mAP"] == pytest.approx(np.nanmean(per_class))
+
+
+def test_clip_loss_is_the_mean_binary_cross_entropy() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(3)
+    truth = (rng.random((6, NUM_CLASSES)) < 0.4).astype(np.uint8)
+    probs = rng.random((6, NUM_CLASSES))
+    probs[0, 0], probs[1, 1] = 0.0, 1.0  # clamped, so the loss stays finite
+    expected = F.binary_cross_entropy(torch.tensor(probs).clamp(1e-6, 1 - 1e-6), torch.tensor(truth, dtype=torch.float64))
+    assert clip_loss(truth, probs) == pytest.approx(float(expected))
+    assert clip_loss(truth, truth.astype(float)) == pytest.approx(1e-6, rel=0.01)
+    with pytest.raises(ValueError):
+        clip_loss(truth[:, :8], probs[:, :8])
