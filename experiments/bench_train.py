@@ -30,6 +30,8 @@ CONFIGS = {
     "95m-frozen": ("mert-v1-95m-random", "encoder"),
     "95m-frozen-fe": ("mert-v1-95m-random", "front end"),
     "95m": ("mert-v1-95m-random", None),
+    "330m-frozen-fe": ("mert-v1-330m-random", "front end"),
+    "330m": ("mert-v1-330m-random", None),
 }
 DEFAULT_CONFIGS = ("compact", "compact-frozen-fe", "95m-frozen", "95m")
 
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: configuration {name} failed (exit {done.returncode})", file=sys.stderr)
             return 1
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"{name}: {rows[-1]['seconds'] / rows[-1]['steps']:.1f} s/step", file=sys.stderr)
+        print(f"{name}: {rows[-1]['seconds'] / rows[-1]['steps']:.3g} s/step", file=sys.stderr)
 
     device = rows[0]["device"]
     print(f"device {device}{' (' + rows[0]['gpu'] + ')' if 'gpu' in rows[0] else ''}, {rows[0]['threads']} threads, "
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         per_step = row["seconds"] / row["steps"]
         mem = row.get("cuda_peak_mib", row["peak_rss_mib"])
         print(f"| {row['name']} ({row['encoder']}{', frozen ' + row['frozen'] if row['frozen'] else ''}) | "
-              f"{row['trainable_m']:.2f} | {row['batch']} | {per_step:.2f} | {row['batch'] / per_step:.2f} | {mem:.0f} |")
+              f"{row['trainable_m']:.2f} | {row['batch']} | {per_step:.3g} | {row['batch'] / per_step:.3g} | {mem:.0f} |")
     return 0
 
 

@@ -152,3 +152,31 @@ def test_concatenated_training_folders_serve_each_folders_clips(tmp_path: Path) 
         data[3]
     single = training_set([read_split(first, "train")], with_frames=False)
     assert isinstance(single, ClipDataset) and len(single) == 2
+
+
+def test_frame_truth_parsed_in_processes_matches_one_process(tmp_path: Path) -> None:
+    import pretty_midi
+
+    from activity.datasets import clip_frame_truth
+    from activity.errors import ActivityError
+
+    (tmp_path / "midi").mkdir()
+    clips = {}
+    for song in range(1, 6):
+        pm = pretty_midi.PrettyMIDI()
+        inst = pretty_midi.Instrument(program=8 * song)  # a different class per song
+        inst.notes.append(pretty_midi.Note(velocity=100, pitch=60, start=0.5 * song, end=0.5 * song + 6.0))
+        pm.instruments.append(inst)
+        pm.write(str(tmp_path / "midi" / f"Track0000{song}.mid"))
+        clips.update({f"Track0000{song}_0.npy": clip(), f"Track0000{song}_1.npy": clip()})
+    clips["Track00009_0.npy"] = clip()  # no MIDI: zeros, flagged False
+    index = read_split(make_split(tmp_path, clips), "train")
+    frames, has = clip_frame_truth(index, workers=1)
+    frames_pool, has_pool = clip_frame_truth(index, workers=2)
+    assert np.array_equal(frames, frames_pool) and np.array_equal(has, has_pool)
+    assert has.tolist() == [True] * 10 + [False]
+    assert frames[2].any(axis=0).nonzero()[0].tolist() == [2]  # Track00002 is program 16, Organ
+    assert not frames[-1].any()
+    (tmp_path / "midi" / "Track00003.mid").write_bytes(b"not a midi file")
+    with pytest.raises(ActivityError, match="Track00003.mid"):
+        clip_frame_truth(index, workers=2)
