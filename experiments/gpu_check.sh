@@ -4,6 +4,7 @@
 # builds the demo's synthetic set, runs `make demo`'s inference and plot with checkpoints/demo on the GPU,
 # then the real-use path with MERT-95M's architecture (random weights: no hub here): a short
 # `activity.train` run with a frozen front end, its report and its plot. Times each step.
+# Needs the wheels in .whl/ that experiments/gpu_round.sh's header lists.
 set -u
 PY=${PY:-python3}
 WORK=${WORK:-/tmp/gpu-check}

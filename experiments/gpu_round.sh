@@ -11,6 +11,12 @@
 # 4. packs both best/ folders, the logs and history into $OUT (split in 15 MB parts: the tool returns
 #    files of at most 16 MB), to be unpacked with `cat round.tar.part* | tar x`.
 # Every stage has a deadline; nothing here needs the network. The same commands run on a CPU, slowly.
+# The GPU image (torch 2.11, transformers 5.17, Python 3.12) lacks some packages; put their wheels in .whl/
+# (git-ignored via .git/info/exclude, named in the tool's `carry`), fetched here with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#     pretty_midi==0.2.11.post0 mido==1.3.3 tinysoundfont==0.3.7 soundfile==0.14.0 soxr==1.1.0 cffi pycparser \
+#     importlib_resources
 set -u
 T0=$(date +%s)
 PY=${PY:-python3}
