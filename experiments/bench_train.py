@@ -32,6 +32,7 @@ CONFIGS = {
     "95m": ("mert-v1-95m-random", None),
     "330m-frozen-fe": ("mert-v1-330m-random", "front end"),
     "330m": ("mert-v1-330m-random", None),
+    "demo-frozen-fe": ("checkpoints/demo", "front end"),  # the shipped model's architecture, as fe-f trained
 }
 DEFAULT_CONFIGS = ("compact", "compact-frozen-fe", "95m-frozen", "95m")
 
@@ -61,7 +62,8 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     batch = args.batch_size_95m if (name == "95m" and args.batch_size_95m) else args.batch_size
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    model = ActivityModel.from_encoder(encoder)
+    checkpoint = ROOT / encoder
+    model = ActivityModel.from_pretrained(checkpoint) if checkpoint.is_dir() else ActivityModel.from_encoder(encoder)
     if frozen == "encoder":
         model.freeze_encoder()
     elif frozen == "front end":
