@@ -8,6 +8,10 @@ programs of that class sounding in the clip (notes overlapping its 5 s window, f
 counted, with how many of those clips the checkpoint's thresholded prediction caught. For the false
 positives of a class, the programs that were playing instead are counted. Needs the songs' MIDI, so it
 runs on the synthetic sets (or the course's data with Slakh's MIDI copied to DATA/midi/).
+
+With ``--soundfont`` (the SoundFont the set was rendered with; pretty_midi's TimGM6mb.sf2 by default)
+each class's recall is also split by whether a program plays a recorded sample that a preset of
+another class, or a drum kit, also plays (activity.synth.soundfont.cross_class_sharing).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split to score")
     p.add_argument("--classes", default="Percussion,Organ,Voice,Wind Instruments,Synth",
                    help="comma-separated class names to report")
+    p.add_argument("--soundfont", type=Path, default=None,
+                   help="SoundFont the set was rendered with (default: pretty_midi's TimGM6mb.sf2)")
     return p
 
 
@@ -53,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     from activity.evaluate import binarize
     from activity.infer import load_model, split_clip_probs, thresholds_of
     from activity.midi import load_midi
+    from activity.synth.render import resolve_soundfont
+    from activity.synth.soundfont import cross_class_sharing, read_layout
 
     wanted = [name.strip() for name in args.classes.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in CLASSES]
     if unknown:
         raise SystemExit(f"--classes: unknown {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
+    soundfont = resolve_soundfont(args.soundfont)
+    sharing = cross_class_sharing(read_layout(soundfont))
     model, device = load_model(args.ckpt, "auto")
     index = read_split(args.data, args.split)
     predicted = binarize(split_clip_probs(model, index, 8, device), thresholds_of(model, None))
@@ -90,7 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         common = ", ".join(f"{p} {pretty_midi.program_to_instrument_name(p)} ({n})" for p, n in instead[c].most_common(6))
         print(f"  false positives ({int((predicted[:, c] & (1 - index.labels[:, c])).sum())}) "
               f"most often had: {common or 'none'}")
+        print(f"  {_recall_by_sharing(caught[c], positives[c], sharing)}")
+
+    print(f"\nAll classes: {_recall_by_sharing(sum(caught.values(), Counter()), sum(positives.values(), Counter()), sharing)}")
+    print(f"(sharing: a program plays a sample that a preset of another class or a drum kit plays in {soundfont.name})")
     return 0
+
+
+def _recall_by_sharing(caught: Counter, positives: Counter, sharing: dict[int, list]) -> str:
+    """'caught/positive (recall)' for programs that share samples across classes and for the rest."""
+    parts = []
+    for title, shares in (("programs sharing samples", True), ("programs with their own samples", False)):
+        hit = sum(n for p, n in caught.items() if bool(sharing.get(p)) == shares)
+        total = sum(n for p, n in positives.items() if bool(sharing.get(p)) == shares)
+        parts.append(f"{title} {hit}/{total}" + (f" ({hit / total:.2f})" if total else ""))
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":
