@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from activity.constants import CLASSES, CLIP_SECONDS
     from activity.datasets import MIDI_FOLDER, read_split
+    from activity.errors import ActivityError
     from activity.evaluate import binarize
     from activity.infer import load_model, split_clip_probs, thresholds_of
     from activity.midi import load_midi
@@ -66,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in wanted if name not in CLASSES]
     if unknown:
         raise SystemExit(f"--classes: unknown {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
-    soundfont = resolve_soundfont(args.soundfont)
-    sharing = cross_class_sharing(read_layout(soundfont))
+    try:
+        soundfont = resolve_soundfont(args.soundfont)
+        sharing = cross_class_sharing(read_layout(soundfont))
+    except ActivityError as exc:
+        raise SystemExit(f"error: {exc}") from None
     model, device = load_model(args.ckpt, "auto")
     index = read_split(args.data, args.split)
     predicted = binarize(split_clip_probs(model, index, 8, device), thresholds_of(model, None))
