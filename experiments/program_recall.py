@@ -51,12 +51,16 @@ def programs_in_window(pm, start: float, end: float) -> dict[int, set[int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from activity.errors import run_command
+
+    return run_command(_run, build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     import pretty_midi
 
     from activity.constants import CLASSES, CLIP_SECONDS
     from activity.datasets import MIDI_FOLDER, read_split
-    from activity.errors import ActivityError
     from activity.evaluate import binarize
     from activity.infer import load_model, split_clip_probs, thresholds_of
     from activity.midi import load_midi
@@ -67,11 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in wanted if name not in CLASSES]
     if unknown:
         raise SystemExit(f"--classes: unknown {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
-    try:
-        soundfont = resolve_soundfont(args.soundfont)
-        sharing = cross_class_sharing(read_layout(soundfont))
-    except ActivityError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    soundfont = resolve_soundfont(args.soundfont)
+    sharing = cross_class_sharing(read_layout(soundfont))
     model, device = load_model(args.ckpt, "auto")
     index = read_split(args.data, args.split)
     predicted = binarize(split_clip_probs(model, index, 8, device), thresholds_of(model, None))

@@ -26,19 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from activity.errors import run_command
+
+    return run_command(_run, build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     from activity.constants import CLASSES
-    from activity.errors import ActivityError
     from activity.synth.render import resolve_soundfont
     from activity.synth.soundfont import DRUM_BANK, cross_class_sharing, read_layout
     from activity.taxonomy import class_of
 
-    try:
-        path = resolve_soundfont(args.soundfont)
-        layout = read_layout(path)
-    except ActivityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    path = resolve_soundfont(args.soundfont)
+    layout = read_layout(path)
 
     def describe(key: tuple[int, int]) -> str:
         bank, program = key
