@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from activity.constants import CLASSES
     from activity.synth.render import resolve_soundfont
-    from activity.synth.soundfont import DRUM_BANK, cross_class_sharing, read_layout
+    from activity.synth.soundfont import DRUM_BANK, cross_class_sharing, preset_class, read_layout
     from activity.taxonomy import class_of
 
     path = resolve_soundfont(args.soundfont)
@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
         bank, program = key
         if bank == DRUM_BANK:
             return f"kit {program} {layout.presets[key].name}"
-        cls = class_of(program) if bank == 0 else None
+        cls = preset_class(key)
         return f"{program} {layout.presets[key].name} ({CLASSES[cls] if cls is not None else 'no class'})"
 
     sharing = cross_class_sharing(layout)

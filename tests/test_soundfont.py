@@ -9,7 +9,8 @@ import pytest
 
 from activity.errors import ActivityError
 from activity.synth.render import default_soundfont
-from activity.synth.soundfont import DRUM_BANK, cross_class_sharing, read_layout
+from activity.synth.soundfont import DRUM_BANK, cross_class_sharing, preset_class, read_layout
+from activity.taxonomy import PERCUSSION
 
 
 def _chunk(chunk_id: bytes, body: bytes) -> bytes:
@@ -88,6 +89,7 @@ def test_cross_class_sharing_counts_other_classes_and_kits(small_font: Path) -> 
     assert sharing[117] == [(DRUM_BANK, 0)]
     assert sharing[40] == []  # a labelled program the font lacks shares nothing
     assert 109 not in sharing  # no class, so never a key
+    assert preset_class((0, 117)) == PERCUSSION and preset_class((DRUM_BANK, 117)) is None and preset_class((1, 0)) is None
 
 
 def test_default_soundfont_shares_samples_across_classes() -> None:

@@ -134,6 +134,15 @@ def _link(tables: dict[str, list[tuple]]) -> SoundFontLayout:
     return SoundFontLayout(presets, tuple(_name(s[0]) for s in samples[:-1]))
 
 
+def preset_class(key: tuple[int, int]) -> int | None:
+    """Course class of the preset ``(bank, program)``: bank 0 by its General MIDI program; drum kits
+    (bank :data:`DRUM_BANK`) and every other bank belong to no class (``None``)."""
+    from ..taxonomy import class_of
+
+    bank, program = key
+    return class_of(program) if bank == 0 else None
+
+
 def cross_class_sharing(layout: SoundFontLayout) -> dict[int, list[tuple[int, int]]]:
     """For every General MIDI program of a class, the presets of another class that play a sample of it.
 
@@ -141,16 +150,10 @@ def cross_class_sharing(layout: SoundFontLayout) -> dict[int, list[tuple[int, in
     and 111, which sound in songs but are never a label. Returns program -> sorted ``(bank, program)``
     keys of those presets; programs missing from bank 0, or sharing nothing, map to an empty list.
     """
-    from ..taxonomy import class_of
-
-    def label(key: tuple[int, int]) -> int | None:
-        bank, program = key
-        return class_of(program, is_drum=bank == DRUM_BANK) if bank in (0, DRUM_BANK) else None
-
     shared: dict[int, list[tuple[int, int]]] = {}
     for program in range(128):
         key = (0, program)
-        cls = class_of(program)
+        cls = preset_class(key)
         if cls is None:
             continue
         if key not in layout.presets:
@@ -158,5 +161,5 @@ def cross_class_sharing(layout: SoundFontLayout) -> dict[int, list[tuple[int, in
             continue
         mine = layout.presets[key].samples
         shared[program] = sorted(other for other, preset in layout.presets.items()
-                                 if other != key and label(other) != cls and preset.samples & mine)
+                                 if other != key and preset_class(other) != cls and preset.samples & mine)
     return shared
