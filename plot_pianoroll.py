@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from activity.constants import DTYPE_CHOICES, DTYPE_HELP
     from activity.infer import DEMO_CHECKPOINT
 
     p = argparse.ArgumentParser(
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one threshold for every class, overriding the checkpoint's saved thresholds (0.5 if none)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=DTYPE_HELP)
     return p
 
 
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from activity.evaluate import binarize, classification_report, frame_scores
     from activity.infer import check_common_flags, load_model, thresholds_of
     from activity.plotting import available_tracks, plot_track, predict_track
+    from activity.precision import resolve_dtype
 
     check_common_flags(args)
     track_dir = args.test_track_dir
@@ -59,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
     if not tracks:
         raise ActivityError(f"--test-track-dir {track_dir} holds no songs (.flac/.wav)")
     model, device = load_model(args.ckpt, args.device)
+    dtype = resolve_dtype(args.dtype, device)
     thresholds = thresholds_of(model, args.threshold)
     for track in tracks:
-        result = predict_track(model, track_dir, track, thresholds, batch_size=args.batch_size, device=device)
+        result = predict_track(model, track_dir, track, thresholds, batch_size=args.batch_size, device=device,
+                               dtype=dtype)
         png = plot_track(result, args.save_dir / f"{track}.png")
         print(f"== {track} ({result.audio_path}): {result.segment_probs.shape[1]} segments of 5 s, "
               f"{result.frame_probs.shape[1]} frames at {FRAME_RATE} Hz")

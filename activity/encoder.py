@@ -32,6 +32,7 @@ import torch
 from transformers import HubertConfig, HubertModel
 
 from .constants import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
+from .cpu_kernels import positional_conv_in_float32
 from .errors import ActivityError
 
 NORMALIZE_EPS = 1e-7
@@ -389,7 +390,8 @@ def build_encoder(config: HubertConfig | dict[str, Any], mask_time_prob: float =
 
     LayerDrop is off, SpecAugment feature masking off, time masking set to ``mask_time_prob`` (applied by
     :func:`encoder_hidden_states` in train mode). ``masked_spec_embed`` always exists so that state dicts
-    do not depend on the masking option.
+    do not depend on the masking option. The positional convolution runs in float32 under CPU autocast
+    (:func:`activity.cpu_kernels.positional_conv_in_float32`: oneDNN's bf16 kernel for it is wrong on AMX).
     """
     if not 0.0 <= mask_time_prob < 1.0:
         raise ActivityError(f"--mask-time-prob must be in [0, 1), got {mask_time_prob}")
@@ -404,6 +406,7 @@ def build_encoder(config: HubertConfig | dict[str, Any], mask_time_prob: float =
         encoder.masked_spec_embed = torch.nn.Parameter(torch.empty(config.hidden_size).uniform_())
     # Unused without masking: a trainable parameter that never gets a gradient breaks DDP.
     encoder.masked_spec_embed.requires_grad_(mask_time_prob > 0)
+    positional_conv_in_float32(encoder)
     return encoder
 
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .constants import DTYPE_CHOICES, DTYPE_HELP
 from .errors import ActivityError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "default ./predictions)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=DTYPE_HELP)
     return p
 
 
@@ -76,10 +78,11 @@ def thresholds_of(model, override: float | None):
     return as_thresholds(override if override is not None else model.thresholds)
 
 
-def split_clip_probs(model, index, batch_size: int, device) -> "np.ndarray":
+def split_clip_probs(model, index, batch_size: int, device, dtype="auto") -> "np.ndarray":
     """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
 
-    Clips are read a few batches at a time, so memory stays bounded for a split of any size.
+    Clips are read a few batches at a time, so memory stays bounded for a split of any size. ``dtype``:
+    see :func:`activity.precision.resolve_dtype`.
     """
     import numpy as np
 
@@ -90,7 +93,7 @@ def split_clip_probs(model, index, batch_size: int, device) -> "np.ndarray":
     probs = []
     for start in range(0, len(index), chunk):
         clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
-        probs.append(predict_clips(model, clips, batch_size=batch_size, device=device).clip_probs)
+        probs.append(predict_clips(model, clips, batch_size=batch_size, device=device, dtype=dtype).clip_probs)
     return np.concatenate(probs)
 
 
@@ -100,6 +103,7 @@ def run_split(args: argparse.Namespace) -> int:
     from .datasets import read_split, warn_length_fixed
     from .evaluate import binarize, classification_report, clip_scores
     from .fileio import write_json
+    from .precision import describe_dtype, resolve_dtype
 
     if args.data is None:
         from .synth import DEFAULT_DATA_ROOT, ensure_dataset
@@ -108,10 +112,12 @@ def run_split(args: argparse.Namespace) -> int:
     index = read_split(args.data, args.split)
     warn_length_fixed(index)
     model, device = load_model(args.ckpt, args.device)
+    dtype = resolve_dtype(args.dtype, device)
     thresholds = thresholds_of(model, args.threshold)
-    print(f"{len(index)} {args.split} clips from {args.data / args.split}; checkpoint {args.ckpt}", file=sys.stderr)
+    print(f"{len(index)} {args.split} clips from {args.data / args.split}; checkpoint {args.ckpt}; "
+          f"{describe_dtype(dtype, device)}", file=sys.stderr)
 
-    clip_probs = split_clip_probs(model, index, args.batch_size, device)
+    clip_probs = split_clip_probs(model, index, args.batch_size, device, dtype)
     pred = binarize(clip_probs, thresholds)
     print(classification_report(index.labels, pred))
     scores = clip_scores(index.labels, clip_probs, thresholds)
@@ -137,16 +143,18 @@ def run_audio(args: argparse.Namespace) -> int:
     from .audio import find_audio_files
     from .constants import CLASSES, CLIP_SECONDS
     from .fileio import atomic_path
+    from .precision import resolve_dtype
     from .predict import predict_file
 
     files = find_audio_files(args.audio)
     out = args.out or Path("predictions")
     out.mkdir(parents=True, exist_ok=True)
     model, device = load_model(args.ckpt, args.device)
+    dtype = resolve_dtype(args.dtype, device)
     thresholds = thresholds_of(model, args.threshold)
     stems: dict[str, int] = {}
     for path in files:
-        song = predict_file(model, path, batch_size=args.batch_size, device=device)
+        song = predict_file(model, path, batch_size=args.batch_size, device=device, dtype=dtype)
         # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
         count = stems.get(path.stem, 0)
         stems[path.stem] = count + 1

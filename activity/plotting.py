@@ -57,13 +57,14 @@ def find_track(track_dir: Path, track: str) -> tuple[Path, Path | None]:
 
 
 def predict_track(model, track_dir: Path, track: str, thresholds: np.ndarray, batch_size: int = 8,
-                  device=None) -> TrackResult:
-    """Run ``model`` over the whole song and read its truth (cropped to the audio) from the MIDI."""
+                  device=None, dtype="auto") -> TrackResult:
+    """Run ``model`` over the whole song (in ``dtype``, see :func:`activity.precision.resolve_dtype`) and
+    read its truth (cropped to the audio) from the MIDI."""
     from .midi import frame_roll, segment_roll
     from .predict import predict_file
 
     audio_path, midi_path = find_track(track_dir, track)
-    song = predict_file(model, audio_path, batch_size=batch_size, device=device)
+    song = predict_file(model, audio_path, batch_size=batch_size, device=device, dtype=dtype)
     segment_truth = frame_truth = None
     if midi_path is not None:
         segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[1])

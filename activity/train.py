@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .constants import DTYPE_CHOICES, DTYPE_HELP
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Flags that may change when a run is resumed; every other flag is taken from the saved run.
@@ -90,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, dropout and mixing")
     g = p.add_argument_group("machine")
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
-    g.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="auto: bf16 autocast on GPUs that support it, float32 on CPU")
+    g.add_argument("--precision", choices=DTYPE_CHOICES, default="auto",
+                   help="bf16 means bf16 autocast for the forward passes. " + DTYPE_HELP)
     g.add_argument("--num-workers", type=int, default=2, help="data-loading worker processes")
     g.add_argument("--save-every", type=int, default=200, help="write the resumable state every N optimiser steps (and each epoch)")
     g.add_argument("--stop-after-steps", type=int, default=None,
@@ -283,36 +285,32 @@ def compute_loss(out, labels, frames, has_frames, frame_loss_weight: float):
     return loss
 
 
-def _autocast(device, precision: str):
-    import torch
+def evaluate_split(model, dataset, batch_size: int, device, dtype) -> dict[str, Any]:
+    """Clip probabilities ``(M, 9)`` and mean clip BCE of a whole dataset, in eval mode.
 
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def evaluate_split(model, dataset, batch_size: int, device, precision: str) -> dict[str, Any]:
-    """Clip probabilities ``(M, 9)`` and mean clip BCE of a whole dataset, in eval mode."""
+    Runs through :func:`activity.predict.predict_clips` (the checked CPU fast copy, or autocast) in
+    ``dtype`` (a name or a torch dtype, resolved by :func:`activity.precision.resolve_dtype`).
+    """
     import numpy as np
     import torch
 
     from .constants import PROB_EPS
     from .evaluate import clip_loss
+    from .predict import predict_clips
 
-    model.eval()
-    probs, truth = [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    with torch.inference_mode(), _autocast(device, precision):
+    truth: list[np.ndarray] = []
+
+    def waveforms():
         for waveform, labels, _, _ in loader:
-            probs.append(model(waveform.to(device)).clip_probs.float().clamp(PROB_EPS, 1 - PROB_EPS).cpu().numpy())
             truth.append(labels.numpy())
-    model.train()
-    if not probs:
+            yield waveform
+
+    probs = predict_clips(model, waveforms(), batch_size=batch_size, device=device, dtype=dtype).clip_probs
+    if not truth:
         return {"probs": np.zeros((0, dataset.index.labels.shape[1]), np.float32), "loss": 0.0}
-    probs_arr, truth_arr = np.concatenate(probs), np.concatenate(truth).astype(np.uint8)
+    probs_arr = np.clip(probs, PROB_EPS, 1 - PROB_EPS)
+    truth_arr = np.concatenate(truth).astype(np.uint8)
     return {"probs": probs_arr, "loss": clip_loss(truth_arr, probs_arr)}
 
 
@@ -391,6 +389,7 @@ def train(args: argparse.Namespace) -> int:
     from .evaluate import clip_scores, tune_thresholds
     from .fileio import complete_dir
     from .model import ActivityModel
+    from .precision import autocast, checked_autocast_dtype, resolve_dtype
     from .predict import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -457,13 +456,15 @@ def train(args: argparse.Namespace) -> int:
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.to(device).train()
+    dtype = checked_autocast_dtype(model, device, resolve_dtype(args.precision, device))
+    log(f"precision: {'bf16 autocast' if dtype == torch.bfloat16 else 'float32'} (--precision {args.precision})")
     fitted_frontend = bool(args.frontend_steps) and not args.resume
     if fitted_frontend:
         from .frontend import fit_frontend
 
         started = time.perf_counter()
         losses = fit_frontend(model.encoder, train_set, args.frontend_steps, args.batch_size, seed=args.seed,
-                              precision_context=lambda: _autocast(device, args.precision))
+                              precision_context=lambda: autocast(device, dtype))
         tenth = max(1, len(losses) // 10)
         log(f"front end fitted to the log-mel spectrogram in {time.perf_counter() - started:.0f} s: "
             f"error {np.mean(losses[:tenth]):.3f} (first tenth of {len(losses)} steps) -> {np.mean(losses[-tenth:]):.3f} (last)")
@@ -535,7 +536,7 @@ def train(args: argparse.Namespace) -> int:
                 sync = micro == args.grad_accum - 1 or world == 1
                 # Between accumulation steps DDP need not all-reduce gradients.
                 with net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext():
-                    with _autocast(device, args.precision):
+                    with autocast(device, dtype):
                         out = net(waveform)
                     loss = compute_loss(out, labels, frames, has_frames, args.frame_loss_weight) / args.grad_accum
                     loss.backward()
@@ -573,7 +574,7 @@ def train(args: argparse.Namespace) -> int:
 
             # End of an epoch (or of the run): score validation, tune thresholds, keep the best.
             if is_main:
-                result = evaluate_split(model, val_set, args.batch_size, device, args.precision)
+                result = evaluate_split(model, val_set, args.batch_size, device, dtype)
                 truth = val_index.labels
                 thresholds = tune_thresholds(truth, result["probs"])
                 at_half = clip_scores(truth, result["probs"], 0.5)

@@ -10,7 +10,11 @@ speed) on this machine's CPU, each in its own process so that its peak resident 
   ``output_hidden_states=True`` under ``torch.no_grad()`` in eval mode, then a time-mean of every
   hidden state (torch's default thread count);
 * ours: :func:`activity.predict.predict_clips` on an :class:`ActivityModel` (frame and clip outputs),
-  in the dtype it picks (bf16 on CPUs with native bf16).
+  in the dtype ``--dtype auto`` picks (:func:`activity.precision.resolve_dtype`: bf16 where a timed bf16
+  product beats float32 here, e.g. with AMX; float32 with AMX capped off), after the guard's check.
+
+The machine line names the ISA oneDNN ran with (set ``ONEDNN_MAX_CPU_ISA`` to run another CPU's kernels,
+e.g. ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` for an AVX512-BF16 CPU without AMX).
 
 FLOPs per clip are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the model's own
 forward; the peak is the best rate of a 4096^3 matrix product in ours' dtype, measured in ours'
@@ -132,7 +136,8 @@ def run_ours(args: argparse.Namespace) -> dict:
     import torch
 
     from activity.model import ActivityModel
-    from activity.predict import predict_clips, resolve_dtype
+    from activity.precision import resolve_dtype
+    from activity.predict import predict_clips
 
     torch.manual_seed(0)
     model = ActivityModel.from_encoder(args.encoder).eval()
@@ -194,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     achieved = flops["model_gflop"] * our_rate
     roofline = achieved / ours["peak_gflops"]
     base_roofline = flops["model_gflop"] * base_rate / baseline["peak_fp32_gflops"]
+    from activity.numerics import onednn_isa
+
     print(f"machine: {machine()}; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(f"oneDNN ISA: {onednn_isa()} (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})")
     print(f"encoder {args.encoder}: {flops['model_gflop']:.1f} GFLOP per 5 s clip "
           f"(encoder {flops['encoder_gflop']:.1f}); ours in {ours['dtype']}, batch {args.batch_size}, "
           f"{ours['threads']} threads; first call (builds the fast copy) {ours['warmup_seconds']:.1f} s")

@@ -5,8 +5,9 @@
 One step is what ``activity.train`` does per batch: forward in train mode, the training loss
 (``activity.train.compute_loss``: BCE on ``clip_probs``), backward and an AdamW step with the head and
 encoder parameter groups. Each configuration runs in its own process so its peak memory (CPU resident
-set; on CUDA also ``torch.cuda.max_memory_allocated``) is its own. Runs on CUDA when available, in bf16
-autocast there as ``train --precision auto`` does, float32 on the CPU.
+set; on CUDA also ``torch.cuda.max_memory_allocated``) is its own. Runs on CUDA when available, in the
+precision ``train --precision`` would use (``--precision``, resolved by :func:`activity.precision.resolve_dtype`
+and checked against float32 like training does: bf16 autocast on CUDA and on CPUs fast at bf16).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch for the trainable 95M encoder (default: --batch-size)")
     p.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", help="auto, bf16 or fp32, as activity.train's --precision")
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -55,8 +57,9 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
 
     from activity.constants import CLIP_SAMPLES, NUM_CLASSES, num_frames
     from activity.model import ActivityModel
+    from activity.precision import autocast, checked_autocast_dtype, resolve_dtype
     from activity.predict import resolve_device
-    from activity.train import _autocast, compute_loss
+    from activity.train import compute_loss
 
     encoder, frozen = CONFIGS[name]
     batch = args.batch_size_95m if (name == "95m" and args.batch_size_95m) else args.batch_size
@@ -69,6 +72,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     elif frozen == "front end":
         model.freeze_feature_extractor()
     model.to(device).train()
+    dtype = checked_autocast_dtype(model, device, resolve_dtype(args.precision, device))
     groups = [{"params": [p for p in model.head_parameters() if p.requires_grad], "lr": 1e-3},
               {"params": [p for p in model.encoder_parameters() if p.requires_grad], "lr": 1e-5}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.01)
@@ -79,7 +83,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, "auto"):
+        with autocast(device, dtype):
             out = model(waveform)
         loss = compute_loss(out, labels, frames, has_frames, 0.0)
         loss.backward()
@@ -96,6 +100,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - start
     result = {"name": name, "encoder": encoder, "frozen": frozen, "batch": batch, "steps": args.steps,
               "seconds": seconds, "loss": loss, "device": str(device), "threads": torch.get_num_threads(),
+              "precision": "bf16 autocast" if dtype == torch.bfloat16 else "float32",
               "trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = rows[0]["device"]
     print(f"device {device}{' (' + rows[0]['gpu'] + ')' if 'gpu' in rows[0] else ''}, {rows[0]['threads']} threads, "
-          f"{'bf16 autocast' if device.startswith('cuda') else 'float32'}; {args.steps} timed steps after one "
+          f"{rows[0]['precision']} (--precision {args.precision}); {args.steps} timed steps after one "
           f"warm-up; load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
     print()
     memory = "peak CUDA memory (MiB)" if device.startswith("cuda") else "peak RSS (MiB)"

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     from activity.model import ActivityModel
-    from activity.predict import predict_clips, resolve_dtype
+    from activity.precision import resolve_dtype
+    from activity.predict import predict_clips
     from bench_infer import count_flops, matmul_peak, test_clips
 
     if args.threads:

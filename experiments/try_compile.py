@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from activity.model import ActivityModel
-    from activity.predict import inference_model
+    from activity.cpu_kernels import inference_model
     from bench_infer import count_flops, matmul_peak, test_clips
 
     torch.set_num_threads(args.threads)
