@@ -10,8 +10,9 @@ process (:func:`report_under_isa`) compares with float32:
 * for encoder presets with random weights: the relative error of every hidden state of the bf16 fast
   copy's encoder and of the encoder under autocast.
 
-The tests run it for the shipped checkpoint and the small presets (tests/test_numerics.py);
-``experiments/cpu_numerics.py`` prints the table for experiments/RESULTS.md, MERT-330M included.
+The tests run it for the shipped checkpoint and the small presets (tests/test_golden.py); with
+``--golden tests/golden --presets tiny compact mert-v1-95m-random mert-v1-330m-random`` it prints the table
+in experiments/RESULTS.md ("One answer on every CPU").
 """
 
 from __future__ import annotations

@@ -127,3 +127,37 @@ def plot_track(result: TrackResult, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_training_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """Training and validation loss, and validation macro/micro-F1 and mAP, per epoch, to a PNG at ``path``.
+
+    ``history``: the rows of a run's ``history.csv`` (keys ``epoch``, ``train_loss``, ``val_loss``,
+    ``val_macro_f1``, ``val_micro_f1``, ``val_mAP``). Written atomically; returns ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation (clip BCE)")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    for key, label in (("val_macro_f1", "macro-F1 (tuned thresholds)"), ("val_micro_f1", "micro-F1 (tuned)"),
+                       ("val_mAP", "mAP")):
+        ax_f1.plot(epochs, [h[key] for h in history], "o-", label=label)
+    ax_f1.set_xlabel("epoch")
+    ax_f1.set_ylim(0, 1)
+    ax_f1.set_title("validation")
+    ax_f1.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

@@ -112,7 +112,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ActivityError(f"dtype {dtype!r}: expected auto, bf16 or fp32")
     if device.type == "cuda":
         return auto_dtype("cuda", cuda_bf16=torch.cuda.is_bf16_supported())
-    return auto_dtype(device.type, cpu_native_bf16=cpu_has_native_bf16())
+    return auto_dtype(device.type, cpu_native_bf16=cpu_has_native_bf16(), cpu_speedup=bf16_speedup)
 
 
 def describe_dtype(dtype: torch.dtype, device: torch.device) -> str:

@@ -316,6 +316,7 @@ def evaluate_split(model, dataset, batch_size: int, device, dtype) -> dict[str, 
 
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
     from .fileio import atomic_path
+    from .plotting import plot_training_curves
 
     if not history:
         return
@@ -323,73 +324,64 @@ def _write_history(out: Path, history: list[dict[str, float]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    _plot_curves(out, history)
+    plot_training_curves(history, out / "curves.png")
 
 
-def _plot_curves(out: Path, history: list[dict[str, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .fileio import atomic_path
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation (clip BCE)")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    for key, label in (("val_macro_f1", "macro-F1 (tuned thresholds)"), ("val_micro_f1", "micro-F1 (tuned)"),
-                       ("val_mAP", "mAP")):
-        ax_f1.plot(epochs, [h[key] for h in history], "o-", label=label)
-    ax_f1.set_xlabel("epoch")
-    ax_f1.set_ylim(0, 1)
-    ax_f1.set_title("validation")
-    ax_f1.legend()
-    fig.tight_layout()
-    with atomic_path(out / "curves.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def _save_last(out: Path, model, optimizer, scheduler, state: TrainState, args: argparse.Namespace, device) -> None:
+def _save_last(run: "Run") -> None:
     import torch
 
     from .fileio import atomic_dir, atomic_path
 
-    with atomic_dir(out / "last") as tmp:
-        model.save_pretrained(tmp / "model")
+    with atomic_dir(run.args.out / "last") as tmp:
+        run.model.save_pretrained(tmp / "model")
         payload = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "state": {k: v for k, v in vars(state).items()},
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "state": {k: v for k, v in vars(run.state).items()},
             "torch_rng": torch.get_rng_state(),
         }
-        if device.type == "cuda":
-            payload["cuda_rng"] = torch.cuda.get_rng_state(device)
+        if run.device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(run.device)
         with atomic_path(tmp / "trainer_state.pt") as path:
             torch.save(payload, path)
-        (tmp / "train_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True, default=str))
+        (tmp / "train_args.json").write_text(json.dumps(vars(run.args), indent=2, sort_keys=True, default=str))
 
 
-def train(args: argparse.Namespace) -> int:
-    """Run (or resume) one training run as configured by ``args``; return the exit code."""
-    if args.resume:
-        args = _load_saved_args(args)
-    _check_args(args)
+@dataclass
+class Run:
+    """What the steps of one training run share: set up by :func:`_set_up`, advanced by the others."""
 
-    import numpy as np
+    args: argparse.Namespace
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype of the forward passes (bf16 autocast or float32)
+    rank: int
+    world: int
+    train_set: Any
+    val_set: Any
+    val_index: Any
+    model: Any  # ActivityModel
+    net: Any  # the model, or its DistributedDataParallel wrapper
+    optimizer: Any
+    scheduler: Any
+    steps_per_epoch: int
+    total_steps: int
+    state: TrainState
+    steps_this_run: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log(self, *parts: Any, **kwargs: Any) -> None:
+        if self.is_main:
+            print(*parts, **kwargs)
+
+
+def _start_processes(args: argparse.Namespace):
+    """The device, rank and world size; joins the process group under torchrun."""
     import torch
     import torch.distributed as dist
 
-    from .datasets import ClipDataset, read_split, training_set, warn_length_fixed
-    from .errors import ActivityError
-    from .evaluate import clip_scores, tune_thresholds
-    from .fileio import complete_dir
-    from .model import ActivityModel
-    from .precision import autocast, checked_autocast_dtype, resolve_dtype
     from .predict import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -400,8 +392,13 @@ def train(args: argparse.Namespace) -> int:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    is_main = rank == 0
-    log = print if is_main else (lambda *a, **k: None)
+    return device, rank, world
+
+
+def _read_data(args: argparse.Namespace, log, is_main: bool):
+    """Training set (``--data`` and ``--extra-train``), validation set and its index; fills in default paths."""
+    from .datasets import ClipDataset, read_split, training_set, warn_length_fixed
+    from .errors import ActivityError
 
     if args.data is None:
         from .synth import DEFAULT_DATA_ROOT, ensure_dataset
@@ -409,7 +406,6 @@ def train(args: argparse.Namespace) -> int:
         args.data = ensure_dataset(DEFAULT_DATA_ROOT) / "slakh"
     if args.out is None:
         args.out = REPO_ROOT / "checkpoints" / (args.run_name or time.strftime("run-%Y%m%d-%H%M%S"))
-
     _check_training_folders(args.data, args.extra_train)
     train_indexes = [read_split(args.data, "train")]
     for extra in args.extra_train:
@@ -424,14 +420,20 @@ def train(args: argparse.Namespace) -> int:
         if is_main:
             warn_length_fixed(index)
     train_set = training_set(train_indexes, with_frames=args.frame_loss_weight > 0)
-    val_set = ClipDataset(val_index, with_frames=False)
     if args.frame_loss_weight > 0:
         log(f"frame truth (75 Hz, from each folder's midi/) for {int(train_set.has_frames.sum())} of {len(train_set)} training clips")
+    return train_set, ClipDataset(val_index, with_frames=False), val_index
 
-    torch.manual_seed(args.seed)
-    last = complete_dir(args.out / "last") if args.resume else None
+
+def _build_or_restore_model(args: argparse.Namespace, log):
+    """The model to train: from ``last/`` (resume), ``--init-from`` or ``--encoder``, with the freezing flags."""
+    from .errors import ActivityError
+    from .model import ActivityModel
+
     if args.resume:
-        model = ActivityModel.from_pretrained(last / "model")
+        from .fileio import complete_dir
+
+        model = ActivityModel.from_pretrained(complete_dir(args.out / "last") / "model")
     elif (args.out / "last").exists() or (args.out / "best").exists():
         raise ActivityError(f"--out {args.out} already holds a run; pass --resume to continue it or choose another --out")
     elif args.init_from is not None:
@@ -455,157 +457,234 @@ def train(args: argparse.Namespace) -> int:
         model.freeze_feature_extractor()
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    model.to(device).train()
-    dtype = checked_autocast_dtype(model, device, resolve_dtype(args.precision, device))
-    log(f"precision: {'bf16 autocast' if dtype == torch.bfloat16 else 'float32'} (--precision {args.precision})")
-    fitted_frontend = bool(args.frontend_steps) and not args.resume
-    if fitted_frontend:
-        from .frontend import fit_frontend
+    return model
 
-        started = time.perf_counter()
-        losses = fit_frontend(model.encoder, train_set, args.frontend_steps, args.batch_size, seed=args.seed,
-                              precision_context=lambda: autocast(device, dtype))
-        tenth = max(1, len(losses) // 10)
-        log(f"front end fitted to the log-mel spectrogram in {time.perf_counter() - started:.0f} s: "
-            f"error {np.mean(losses[:tenth]):.3f} (first tenth of {len(losses)} steps) -> {np.mean(losses[-tenth:]):.3f} (last)")
+
+def _fit_frontend(model, train_set, args: argparse.Namespace, device, dtype, log) -> None:
+    """``--frontend-steps``: fit the random conv front end to the log-mel spectrogram first."""
+    import numpy as np
+
+    from .frontend import fit_frontend
+    from .precision import autocast
+
+    started = time.perf_counter()
+    losses = fit_frontend(model.encoder, train_set, args.frontend_steps, args.batch_size, seed=args.seed,
+                          precision_context=lambda: autocast(device, dtype))
+    tenth = max(1, len(losses) // 10)
+    log(f"front end fitted to the log-mel spectrogram in {time.perf_counter() - started:.0f} s: "
+        f"error {np.mean(losses[:tenth]):.3f} (first tenth of {len(losses)} steps) -> {np.mean(losses[-tenth:]):.3f} (last)")
+
+
+def _optimiser(model, args: argparse.Namespace, n_train: int, rank: int, world: int):
+    """AdamW with the head and encoder groups, the warm-up + cosine schedule, steps per epoch and in all."""
+    import torch
+
+    from .errors import ActivityError
 
     groups = [
         {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": args.lr_head},
         {"params": [p for p in model.encoder_parameters() if p.requires_grad], "lr": args.lr_encoder},
     ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
-    batches_per_epoch = len(_epoch_batches(len(train_set), args.batch_size, args.seed, 0, rank, world))
+    batches_per_epoch = len(_epoch_batches(n_train, args.batch_size, args.seed, 0, rank, world))
     steps_per_epoch = batches_per_epoch // args.grad_accum
     if steps_per_epoch == 0:
         raise ActivityError(
-            f"{len(train_set)} training clips make no optimiser step of --batch-size {args.batch_size} x "
+            f"{n_train} training clips make no optimiser step of --batch-size {args.batch_size} x "
             f"--grad-accum {args.grad_accum} x {world} processes; lower them")
     total_steps = steps_per_epoch * args.epochs
     if args.max_steps is not None:
         total_steps = min(total_steps, args.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps, int(args.warmup * total_steps)))
+    return optimizer, scheduler, steps_per_epoch, total_steps
 
-    state = TrainState()
+
+def _restore_state(run: Run) -> None:
+    """``--resume``: optimiser, schedule, counters and random state from ``last/trainer_state.pt``."""
+    import torch
+
+    from .fileio import complete_dir
+
+    last = complete_dir(run.args.out / "last")
+    payload = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    run.state = TrainState(**payload["state"])
+    torch.set_rng_state(payload["torch_rng"])
+    if run.device.type == "cuda" and "cuda_rng" in payload:
+        torch.cuda.set_rng_state(payload["cuda_rng"], run.device)
+    state = run.state
+    run.log(f"resuming {run.args.out} at step {state.step} (epoch {state.epoch + 1}, step {state.step_in_epoch} of "
+            f"{run.steps_per_epoch})")
+
+
+def _set_up(args: argparse.Namespace) -> Run:
+    """Build or restore everything a run needs, in the order that keeps resumed runs identical."""
+    import torch
+
+    from .precision import checked_autocast_dtype, resolve_dtype
+
+    device, rank, world = _start_processes(args)
+    log = print if rank == 0 else (lambda *a, **k: None)
+    train_set, val_set, val_index = _read_data(args, log, rank == 0)
+    torch.manual_seed(args.seed)
+    model = _build_or_restore_model(args, log)
+    model.to(device).train()
+    dtype = checked_autocast_dtype(model, device, resolve_dtype(args.precision, device))
+    log(f"precision: {'bf16 autocast' if dtype == torch.bfloat16 else 'float32'} (--precision {args.precision})")
+    fitted_frontend = bool(args.frontend_steps) and not args.resume
+    if fitted_frontend:
+        _fit_frontend(model, train_set, args, device, dtype, log)
+    optimizer, scheduler, steps_per_epoch, total_steps = _optimiser(model, args, len(train_set), rank, world)
+    run = Run(args=args, device=device, dtype=dtype, rank=rank, world=world, train_set=train_set, val_set=val_set,
+              val_index=val_index, model=model, net=model, optimizer=optimizer, scheduler=scheduler,
+              steps_per_epoch=steps_per_epoch, total_steps=total_steps, state=TrainState())
     if args.resume:
-        payload = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        state = TrainState(**payload["state"])
-        torch.set_rng_state(payload["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in payload:
-            torch.cuda.set_rng_state(payload["cuda_rng"], device)
-        log(f"resuming {args.out} at step {state.step} (epoch {state.epoch + 1}, step {state.step_in_epoch} of {steps_per_epoch})")
-
-    net = model
+        _restore_state(run)
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
+        run.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=args.freeze_encoder or args.freeze_feature_extractor)
-    if is_main:
+    if run.is_main:
         args.out.mkdir(parents=True, exist_ok=True)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         source = f"weights from {args.init_from}" if args.init_from is not None and not args.resume else f"encoder {args.encoder}"
         log(f"model: {source}, {n_train / 1e6:.2f}M trainable parameters; {total_steps} steps "
             f"({steps_per_epoch} per epoch) of {args.batch_size * args.grad_accum * world} clips on {device}")
         if fitted_frontend:  # a resumed run must not fit the front end again
-            _save_last(args.out, model, optimizer, scheduler, state, args, device)
+            _save_last(run)
+    return run
 
+
+def _epoch_loader(run: Run):
+    """This rank's remaining micro-batches of the current epoch."""
+    import torch
+
+    args, state = run.args, run.state
+    batches = _epoch_batches(len(run.train_set), args.batch_size, args.seed, state.epoch, run.rank, run.world)
+    batches = batches[: run.steps_per_epoch * args.grad_accum]
+    return torch.utils.data.DataLoader(
+        run.train_set, batch_sampler=batches[state.step_in_epoch * args.grad_accum :],
+        num_workers=args.num_workers, persistent_workers=False,
+        # Its own generator: creating the iterator must not draw from the global RNG, or a
+        # resumed run would see different dropout masks than an uninterrupted one.
+        generator=torch.Generator().manual_seed(args.seed * 100_003 + state.epoch))
+
+
+def _train_epoch(run: Run, stop: StopRequested) -> int | None:
+    """Optimiser steps until the epoch (or the run) ends; an exit code if the run must leave now, else None."""
+    import numpy as np
+    import torch
     from tqdm.auto import tqdm
 
-    steps_this_run = 0
-    with StopRequested() as stop:
-        while state.step < total_steps:
-            batches = _epoch_batches(len(train_set), args.batch_size, args.seed, state.epoch, rank, world)
-            batches = batches[: steps_per_epoch * args.grad_accum]
-            loader = torch.utils.data.DataLoader(
-                train_set, batch_sampler=batches[state.step_in_epoch * args.grad_accum :],
-                num_workers=args.num_workers, persistent_workers=False,
-                # Its own generator: creating the iterator must not draw from the global RNG, or a
-                # resumed run would see different dropout masks than an uninterrupted one.
-                generator=torch.Generator().manual_seed(args.seed * 100_003 + state.epoch))
-            bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}",
-                       disable=args.quiet or not is_main, unit="step", dynamic_ncols=True)
-            recent: list[float] = []
-            t0, clips = time.perf_counter(), 0
-            micro = 0
-            for waveform, labels, frames, has_frames in loader:
-                waveform, labels, frames, has_frames = _mix_batch(
-                    waveform, labels, frames, has_frames, args.mix_prob, args.seed + rank * 1_000_003,
-                    state.step * args.grad_accum + micro)
-                waveform, labels, frames, has_frames = (t.to(device) for t in (waveform, labels, frames, has_frames))
-                sync = micro == args.grad_accum - 1 or world == 1
-                # Between accumulation steps DDP need not all-reduce gradients.
-                with net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext():
-                    with autocast(device, dtype):
-                        out = net(waveform)
-                    loss = compute_loss(out, labels, frames, has_frames, args.frame_loss_weight) / args.grad_accum
-                    loss.backward()
-                recent = (recent + [loss.item() * args.grad_accum])[-20:]
-                state.epoch_loss_sum += recent[-1]
-                state.epoch_loss_count += 1
-                clips += waveform.shape[0] * world
-                micro += 1
-                if micro < args.grad_accum:
-                    continue
-                micro = 0
-                if args.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                state.step_in_epoch += 1
-                steps_this_run += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(recent):.4f}", clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}")
-                interrupted = stop.signum is not None or (
-                    args.stop_after_steps is not None and steps_this_run >= args.stop_after_steps)
-                if is_main and (interrupted or state.step % args.save_every == 0):
-                    _save_last(args.out, model, optimizer, scheduler, state, args, device)
-                if interrupted:
-                    bar.close()
-                    log(f"saved a resumable state at step {state.step} in {args.out / 'last'}; "
-                        f"continue with: python -m activity.train --out {args.out} --resume")
-                    _finish(world)
-                    return stop.exit_code if stop.signum is not None else 0
-                if state.step >= total_steps:
-                    break
-            bar.close()
+    from .precision import autocast
 
+    args, state = run.args, run.state
+    bar = tqdm(total=run.steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}",
+               disable=args.quiet or not run.is_main, unit="step", dynamic_ncols=True)
+    recent: list[float] = []
+    t0, clips, micro = time.perf_counter(), 0, 0
+    for batch in _epoch_loader(run):
+        waveform, labels, frames, has_frames = _mix_batch(
+            *batch, args.mix_prob, args.seed + run.rank * 1_000_003, state.step * args.grad_accum + micro)
+        waveform, labels, frames, has_frames = (t.to(run.device) for t in (waveform, labels, frames, has_frames))
+        sync = micro == args.grad_accum - 1 or run.world == 1
+        # Between accumulation steps DDP need not all-reduce gradients.
+        with run.net.no_sync() if (run.world > 1 and not sync) else contextlib.nullcontext():
+            with autocast(run.device, run.dtype):
+                out = run.net(waveform)
+            loss = compute_loss(out, labels, frames, has_frames, args.frame_loss_weight) / args.grad_accum
+            loss.backward()
+        recent = (recent + [loss.item() * args.grad_accum])[-20:]
+        state.epoch_loss_sum += recent[-1]
+        state.epoch_loss_count += 1
+        clips += waveform.shape[0] * run.world
+        micro += 1
+        if micro < args.grad_accum:
+            continue
+        micro = 0
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), args.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.step_in_epoch += 1
+        run.steps_this_run += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(recent):.4f}", clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}")
+        interrupted = stop.signum is not None or (
+            args.stop_after_steps is not None and run.steps_this_run >= args.stop_after_steps)
+        if run.is_main and (interrupted or state.step % args.save_every == 0):
+            _save_last(run)
+        if interrupted:
+            bar.close()
+            run.log(f"saved a resumable state at step {state.step} in {args.out / 'last'}; "
+                    f"continue with: python -m activity.train --out {args.out} --resume")
+            return stop.exit_code if stop.signum is not None else 0
+        if state.step >= run.total_steps:
+            break
+    bar.close()
+    return None
+
+
+def _validate_and_keep_best(run: Run) -> None:
+    """Score validation, tune thresholds there, keep the best model in ``best/``, write history and curves."""
+    from .evaluate import clip_scores, tune_thresholds
+
+    args, state, model = run.args, run.state, run.model
+    result = evaluate_split(model, run.val_set, args.batch_size, run.device, run.dtype)
+    truth = run.val_index.labels
+    thresholds = tune_thresholds(truth, result["probs"])
+    at_half = clip_scores(truth, result["probs"], 0.5)
+    tuned = clip_scores(truth, result["probs"], thresholds)
+    row = {
+        "epoch": state.epoch + 1, "step": state.step,
+        "train_loss": state.epoch_loss_sum / max(1, state.epoch_loss_count),
+        "val_loss": result["loss"], "val_micro_f1": tuned["micro_f1"], "val_macro_f1": tuned["macro_f1"],
+        "val_macro_f1_at_0.5": at_half["macro_f1"], "val_mAP": tuned["mAP"],
+        "lr_head": run.optimizer.param_groups[0]["lr"],
+    }
+    state.history.append(row)
+    run.log(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+            f"val macro-F1 {row['val_macro_f1']:.3f} (at 0.5: {row['val_macro_f1_at_0.5']:.3f}), "
+            f"micro-F1 {row['val_micro_f1']:.3f}, mAP {row['val_mAP']:.3f}")
+    if tuned["macro_f1"] > state.best_macro_f1:
+        state.best_macro_f1 = tuned["macro_f1"]
+        model.thresholds = thresholds.tolist()
+        model.save_pretrained(args.out / "best")
+        model.thresholds = None
+        run.log(f"new best validation macro-F1 {tuned['macro_f1']:.3f}: saved {args.out / 'best'}")
+    _write_history(args.out, state.history)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Run (or resume) one training run as configured by ``args``; return the exit code."""
+    if args.resume:
+        args = _load_saved_args(args)
+    _check_args(args)
+    run = _set_up(args)
+    state = run.state
+    with StopRequested() as stop:
+        while state.step < run.total_steps:
+            code = _train_epoch(run, stop)
+            if code is not None:
+                _finish(run.world)
+                return code
             # End of an epoch (or of the run): score validation, tune thresholds, keep the best.
-            if is_main:
-                result = evaluate_split(model, val_set, args.batch_size, device, dtype)
-                truth = val_index.labels
-                thresholds = tune_thresholds(truth, result["probs"])
-                at_half = clip_scores(truth, result["probs"], 0.5)
-                tuned = clip_scores(truth, result["probs"], thresholds)
-                row = {
-                    "epoch": state.epoch + 1, "step": state.step,
-                    "train_loss": state.epoch_loss_sum / max(1, state.epoch_loss_count),
-                    "val_loss": result["loss"], "val_micro_f1": tuned["micro_f1"], "val_macro_f1": tuned["macro_f1"],
-                    "val_macro_f1_at_0.5": at_half["macro_f1"], "val_mAP": tuned["mAP"],
-                    "lr_head": optimizer.param_groups[0]["lr"],
-                }
-                state.history.append(row)
-                log(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
-                    f"val macro-F1 {row['val_macro_f1']:.3f} (at 0.5: {row['val_macro_f1_at_0.5']:.3f}), "
-                    f"micro-F1 {row['val_micro_f1']:.3f}, mAP {row['val_mAP']:.3f}")
-                if tuned["macro_f1"] > state.best_macro_f1:
-                    state.best_macro_f1 = tuned["macro_f1"]
-                    model.thresholds = thresholds.tolist()
-                    model.save_pretrained(args.out / "best")
-                    model.thresholds = None
-                    log(f"new best validation macro-F1 {tuned['macro_f1']:.3f}: saved {args.out / 'best'}")
-                _write_history(args.out, state.history)
+            if run.is_main:
+                _validate_and_keep_best(run)
             state.epoch += 1
             state.step_in_epoch = 0
             state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
-            if is_main:
-                _save_last(args.out, model, optimizer, scheduler, state, args, device)
-            if world > 1:
+            if run.is_main:
+                _save_last(run)
+            if run.world > 1:
+                import torch.distributed as dist
+
                 dist.barrier()
-    log(f"done: {state.step} steps; best validation macro-F1 {state.best_macro_f1:.3f} in {args.out / 'best'}")
-    _finish(world)
+    run.log(f"done: {state.step} steps; best validation macro-F1 {state.best_macro_f1:.3f} in {args.out / 'best'}")
+    _finish(run.world)
     return 0
 
 

@@ -1,0 +1,84 @@
+"""The one precision rule (activity.precision.resolve_dtype) and the flags that use it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from activity import precision
+from activity.errors import ActivityError
+from activity.precision import BF16_MIN_SPEEDUP, auto_dtype, resolve_dtype
+
+CPU = torch.device("cpu")
+
+
+def never_called() -> float:
+    raise AssertionError("the speed of bf16 was measured where it cannot matter")
+
+
+def test_auto_rule_on_cuda_follows_bf16_support() -> None:
+    assert auto_dtype("cuda", cuda_bf16=True, cpu_speedup=never_called) == torch.bfloat16
+    assert auto_dtype("cuda", cuda_bf16=False, cpu_speedup=never_called) == torch.float32
+
+
+@pytest.mark.parametrize("native, speedup, expected", [
+    (False, None, torch.float32),  # plain AVX2 laptop: no bf16 instructions, not even timed
+    (True, 0.6, torch.float32),  # AVX512-BF16 without AMX: bf16 products slower than float32
+    (True, 1.2, torch.float32),  # faster, but within the noise margin
+    (True, BF16_MIN_SPEEDUP, torch.bfloat16),
+    (True, 5.0, torch.bfloat16),  # AMX
+])
+def test_auto_rule_on_the_cpu_needs_native_bf16_and_measured_speed(native: bool, speedup: float | None,
+                                                                   expected: torch.dtype) -> None:
+    measure = never_called if speedup is None else (lambda: speedup)
+    assert auto_dtype("cpu", cpu_native_bf16=native, cpu_speedup=measure) == expected
+
+
+def test_resolve_dtype_auto_uses_this_machines_facts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert resolve_dtype("auto", CPU) == torch.float32
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "bf16_speedup", lambda: 0.7)
+    assert resolve_dtype("auto", CPU) == torch.float32
+    assert resolve_dtype(None, CPU) == torch.float32
+    monkeypatch.setattr(precision, "bf16_speedup", lambda: 4.0)
+    assert resolve_dtype("auto", CPU) == torch.bfloat16
+    # Explicit choices are never second-guessed by the speed rule (the guard still checks bf16).
+    assert resolve_dtype("fp32", CPU) == torch.float32 and resolve_dtype("float32", CPU) == torch.float32
+    monkeypatch.setattr(precision, "bf16_speedup", lambda: 0.1)
+    assert resolve_dtype("bf16", CPU) == torch.bfloat16 and resolve_dtype("BFloat16", CPU) == torch.bfloat16
+    assert resolve_dtype(torch.bfloat16, CPU) == torch.bfloat16
+
+
+def test_bad_dtypes_are_named() -> None:
+    with pytest.raises(ActivityError, match="dtype 'fp16': expected auto, bf16 or fp32"):
+        resolve_dtype("fp16", CPU)
+    with pytest.raises(ActivityError, match="expected float32 or bfloat16"):
+        resolve_dtype(torch.float16, CPU)
+
+
+def test_bf16_speedup_is_measured_once_per_process() -> None:
+    first = precision.bf16_speedup()
+    assert first > 0 and precision.bf16_speedup() == first
+
+
+@pytest.mark.parametrize("module", ["activity.infer", "plot_pianoroll"])
+def test_dtype_flag_on_the_inference_commands(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    assert parser.parse_args([]).dtype == "auto"
+    assert parser.parse_args(["--dtype", "fp32"]).dtype == "fp32"
+    help_text = parser.format_help()
+    assert "--dtype {auto,bf16,fp32}" in help_text and "checked against float32" in " ".join(help_text.split())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--dtype", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_train_precision_flag_shares_the_rule() -> None:
+    from activity.train import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([]).precision == "auto"
+    assert "measurably faster than float32" in " ".join(parser.format_help().split())
