@@ -12,11 +12,12 @@ CKPT := checkpoints/demo
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt Makefile
+$(STAMP): requirements.txt Makefile pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 test: $(STAMP)

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # name -> (encoder preset, what is frozen: nothing, the conv front end or the whole encoder)
 CONFIGS = {

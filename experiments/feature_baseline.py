@@ -11,11 +11,9 @@ for the learned models in experiments/RESULTS.md, not part of the package.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@
 # 2. meanwhile times training steps on the GPU (experiments/bench_train.py, one JSON line per config),
 # 3. trains two arms at once from checkpoints/demo on those songs (their validation and test songs
 #    too, as views, except the validation split of the first build, which scores both arms):
-#      A: the shipped model as it is;  B: the same grown to $WIDE feed-forward units (grow_model.py),
+#      A: the shipped model as it is;  B: the same grown to $WIDE feed-forward units (activity.grow),
 #    with the step count set from the measured step time so both finish before $DEADLINE s,
 # 4. packs both best/ folders, the logs and history into $OUT (split in 15 MB parts: the tool returns
 #    files of at most 16 MB), to be unpacked with `cat round.tar.part* | tar x`.
@@ -76,7 +76,7 @@ for c in $BENCH_CONFIGS; do
   fi
 done
 [ -n "$step_s" ] || step_s=0.1
-$PY experiments/grow_model.py --ckpt checkpoints/demo --intermediate-size "$WIDE" --out "$WORK/wide" >"$LOGS/grow.log" 2>&1 \
+$PY -m activity.grow --ckpt checkpoints/demo --intermediate-size "$WIDE" --out "$WORK/wide" >"$LOGS/grow.log" 2>&1 \
   || say "grow failed: $(tail -1 "$LOGS/grow.log")"
 
 # wait for the builds; a build without manifest.json by the deadline is dropped

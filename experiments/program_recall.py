@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def build_parser() -> argparse.ArgumentParser:

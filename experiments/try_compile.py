@@ -10,12 +10,8 @@ decide issue 7; not wired into ``activity.predict``: see experiments/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,9 +13,9 @@ import pytest
 from activity import infer, train
 from activity.constants import CLASSES, NUM_CLASSES
 
+import plot_pianoroll  # the repository root is on pytest's path (pyproject.toml)
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import plot_pianoroll  # noqa: E402
 
 TINY_TRAIN = ["--encoder", "tiny", "--gru-hidden", "8", "--gru-layers", "1", "--batch-size", "2",
               "--num-workers", "0", "--quiet", "--frame-loss-weight", "0.5", "--mix-prob", "0.5"]

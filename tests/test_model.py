@@ -273,17 +273,14 @@ def test_from_pretrained_invalid_thresholds(saved: Path, content: str, message: 
 
 
 def test_grow_model_widens_feed_forward_without_changing_outputs(clips: torch.Tensor, tmp_path: Path, capsys) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    import grow_model
+    from activity import grow
 
     model = tiny_model()
     model.thresholds = [0.4] * NUM_CLASSES
     model.save_pretrained(tmp_path / "small")
     before = model.config.encoder_config["intermediate_size"]
-    assert grow_model.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", str(2 * before),
-                            "--out", str(tmp_path / "wide")]) == 0
+    assert grow.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", str(2 * before),
+                      "--out", str(tmp_path / "wide")]) == 0
     wide = ActivityModel.from_pretrained(tmp_path / "wide")
     assert wide.config.encoder_config["intermediate_size"] == 2 * before and wide.thresholds == model.thresholds
     for layer in wide.encoder.encoder.layers:
@@ -292,7 +289,9 @@ def test_grow_model_widens_feed_forward_without_changing_outputs(clips: torch.Te
         assert layer.feed_forward.intermediate_dense.weight[before:].abs().sum() > 0
     with torch.no_grad():
         torch.testing.assert_close(wide(clips[:1]).frame_probs, model.eval()(clips[:1]).frame_probs)
-    with pytest.raises(SystemExit, match="must exceed"):
-        grow_model.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", str(before), "--out", str(tmp_path / "x")])
-    with pytest.raises(SystemExit, match="already exists"):
-        grow_model.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", "99", "--out", str(tmp_path / "wide")])
+    capsys.readouterr()
+    assert grow.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", str(before),
+                      "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --intermediate-size {before} must exceed the model's {before}"
+    assert grow.main(["--ckpt", str(tmp_path / "small"), "--intermediate-size", "99", "--out", str(tmp_path / "wide")]) == 2
+    assert "already exists; choose another folder" in capsys.readouterr().err

@@ -5,7 +5,9 @@ killed with SIGKILL at a random moment after its first resumable save and then c
 ``--resume`` (as often as it takes). The final weights and history must match exactly, and every
 checkpoint folder left behind must be loadable.
 
-    .venv/bin/python experiments/fault_check.py            # prints what it checked, exits 1 on a mismatch
+    .venv/bin/python tests/fault_check.py            # prints what it checked, exits 1 on a mismatch
+
+tests/test_reliability.py runs it once per test session.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def build_parser() -> argparse.ArgumentParser:
