@@ -1,85 +1,13 @@
 """``python plot_pianoroll.py --track Track01950``: predicted versus true activity of one test song.
 
-Finds ``<test-track-dir>/<track>.flac`` and ``<track>.mid``, runs the model over the whole song, saves
-``<save-dir>/<track>.png`` (the course's 5 s view and the 75 Hz view) and prints the song's 5 s
-classification report and its frame-level micro and macro F1. ``--track all`` draws every song.
+The course's command; the program is :mod:`activity.pianoroll` (also installed as ``activity-plot``).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent
+from activity.pianoroll import build_parser, main
 
-
-def build_parser() -> argparse.ArgumentParser:
-    from activity.constants import DTYPE_CHOICES, DTYPE_HELP
-    from activity.infer import DEMO_CHECKPOINT
-
-    p = argparse.ArgumentParser(
-        prog="python plot_pianoroll.py",
-        description="Plot predicted vs true instrument activity of a whole test song (5 s and 75 Hz views).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--track", default="Track01950", help="song name (TrackNNNNN), or 'all' for every song")
-    p.add_argument("--test-track-dir", type=Path, default=None,
-                   help="folder with TrackNNNNN.flac + TrackNNNNN.mid (default: the synthetic set's data/synth-slakh/test_track, built first if missing)")
-    p.add_argument("--ckpt", type=Path, default=DEMO_CHECKPOINT, help="checkpoint folder")
-    p.add_argument("--save-dir", type=Path, default=Path("plots"), help="where <track>.png is written")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="one threshold for every class, overriding the checkpoint's saved thresholds (0.5 if none)")
-    p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=DTYPE_HELP)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from activity.errors import run_command
-
-    return run_command(run, build_parser().parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    from activity.constants import FRAME_RATE
-    from activity.errors import ActivityError
-    from activity.evaluate import binarize, classification_report, frame_scores
-    from activity.infer import check_common_flags, load_model, thresholds_of
-    from activity.plotting import available_tracks, plot_track, predict_track
-    from activity.precision import resolve_dtype
-
-    check_common_flags(args)
-    track_dir = args.test_track_dir
-    if track_dir is None:
-        from activity.synth import DEFAULT_DATA_ROOT, ensure_dataset
-
-        track_dir = ensure_dataset(DEFAULT_DATA_ROOT) / "test_track"
-    if not track_dir.is_dir():
-        raise ActivityError(f"--test-track-dir {track_dir} does not exist")
-    tracks = available_tracks(track_dir) if args.track == "all" else [args.track]
-    if not tracks:
-        raise ActivityError(f"--test-track-dir {track_dir} holds no songs (.flac/.wav)")
-    model, device = load_model(args.ckpt, args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    thresholds = thresholds_of(model, args.threshold)
-    for track in tracks:
-        result = predict_track(model, track_dir, track, thresholds, batch_size=args.batch_size, device=device,
-                               dtype=dtype)
-        png = plot_track(result, args.save_dir / f"{track}.png")
-        print(f"== {track} ({result.audio_path}): {result.segment_probs.shape[1]} segments of 5 s, "
-              f"{result.frame_probs.shape[1]} frames at {FRAME_RATE} Hz")
-        if result.segment_truth is None:
-            print(f"no MIDI ({track_dir / (track + '.mid')} missing): predicted only, no truth rows or scores")
-        else:
-            pred = binarize(result.segment_probs.T, thresholds)
-            print(classification_report(result.segment_truth.T, pred))
-            frames = frame_scores(result.frame_truth, result.frame_probs, thresholds)
-            print(f"frame-level ({FRAME_RATE} Hz): micro-F1 {frames['micro_f1']:.4f}  macro-F1 {frames['macro_f1']:.4f}")
-        print(f"wrote {png}")
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

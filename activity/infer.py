@@ -13,10 +13,8 @@ import sys
 from pathlib import Path
 
 from .constants import DTYPE_CHOICES, DTYPE_HELP
-from .errors import ActivityError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_CHECKPOINT = REPO_ROOT / "checkpoints" / "demo"
+from .api import DEMO_CHECKPOINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,82 +50,31 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(run_audio if args.audio is not None else run_split, args)
 
 
-def load_model(ckpt: Path, device_name: str):
-    """The checkpoint's model on its device, and that device."""
-    from .model import ActivityModel
-    from .predict import resolve_device
-
-    if ckpt == DEMO_CHECKPOINT and not ckpt.is_dir():
-        raise ActivityError(f"the demo checkpoint {ckpt} is missing; pass --ckpt with a trained model folder")
-    device = resolve_device(device_name)
-    return ActivityModel.from_pretrained(ckpt, device=device), device
-
-
-def check_common_flags(args: argparse.Namespace) -> None:
-    """``--threshold`` and ``--batch-size``, shared by infer and plot_pianoroll."""
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        raise ActivityError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.batch_size < 1:
-        raise ActivityError(f"--batch-size must be at least 1, got {args.batch_size}")
-
-
-def thresholds_of(model, override: float | None):
-    """Per-class thresholds: ``--threshold`` if given, else the checkpoint's, else 0.5."""
-    from .evaluate import as_thresholds
-
-    return as_thresholds(override if override is not None else model.thresholds)
-
-
-def split_clip_probs(model, index, batch_size: int, device, dtype="auto") -> "np.ndarray":
-    """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
-
-    Clips are read a few batches at a time, so memory stays bounded for a split of any size. ``dtype``:
-    see :func:`activity.precision.resolve_dtype`.
-    """
-    import numpy as np
-
-    from .audio import load_clip
-    from .predict import predict_clips
-
-    chunk = max(batch_size * 16, 64)
-    probs = []
-    for start in range(0, len(index), chunk):
-        clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
-        probs.append(predict_clips(model, clips, batch_size=batch_size, device=device, dtype=dtype).clip_probs)
-    return np.concatenate(probs)
-
-
 def run_split(args: argparse.Namespace) -> int:
-    check_common_flags(args)
+    from .api import Detector, check_options
     from .constants import CLASSES
     from .datasets import read_split, warn_length_fixed
-    from .evaluate import binarize, classification_report, clip_scores
     from .fileio import write_json
-    from .precision import describe_dtype, resolve_dtype
 
+    check_options(args.batch_size, args.threshold)
     if args.data is None:
         from .synth import DEFAULT_DATA_ROOT, ensure_dataset
 
         args.data = ensure_dataset(DEFAULT_DATA_ROOT) / "slakh"
     index = read_split(args.data, args.split)
     warn_length_fixed(index)
-    model, device = load_model(args.ckpt, args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    thresholds = thresholds_of(model, args.threshold)
-    print(f"{len(index)} {args.split} clips from {args.data / args.split}; checkpoint {args.ckpt}; "
-          f"{describe_dtype(dtype, device)}", file=sys.stderr)
-
-    clip_probs = split_clip_probs(model, index, args.batch_size, device, dtype)
-    pred = binarize(clip_probs, thresholds)
-    print(classification_report(index.labels, pred))
-    scores = clip_scores(index.labels, clip_probs, thresholds)
+    detector = Detector(args.ckpt, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                        threshold=args.threshold)
+    print(f"{len(index)} {args.split} clips from {args.data / args.split}; {detector.describe()}", file=sys.stderr)
+    result = detector.score_index(index)
+    print(result.report)
+    scores = result.scores
     print(f"micro-F1 {scores['micro_f1']:.4f}  macro-F1 {scores['macro_f1']:.4f}  mAP {scores['mAP']:.4f}  "
-          f"thresholds: {'--threshold ' + str(args.threshold) if args.threshold is not None else ('saved' if model.thresholds is not None else '0.5')}")
+          f"thresholds: {detector.threshold_source}")
     if args.out is not None:
-        report = classification_report(index.labels, pred, as_dict=True)
         write_json(args.out / f"report_{args.split}.json", {
             "checkpoint": str(args.ckpt), "data": str(args.data), "split": args.split, "clips": len(index),
-            "thresholds": dict(zip(CLASSES, thresholds.tolist())), "classification_report": report,
+            "thresholds": dict(zip(CLASSES, detector.thresholds.tolist())), "classification_report": result.report_dict,
             "micro_f1": scores["micro_f1"], "macro_f1": scores["macro_f1"], "mAP": scores["mAP"],
         })
         print(f"wrote {args.out / f'report_{args.split}.json'}", file=sys.stderr)
@@ -135,7 +82,9 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_audio(args: argparse.Namespace) -> int:
-    check_common_flags(args)
+    from .api import Detector, check_options
+
+    check_options(args.batch_size, args.threshold)
     import csv
 
     import numpy as np
@@ -143,18 +92,16 @@ def run_audio(args: argparse.Namespace) -> int:
     from .audio import find_audio_files
     from .constants import CLASSES, CLIP_SECONDS
     from .fileio import atomic_path
-    from .precision import resolve_dtype
-    from .predict import predict_file
 
     files = find_audio_files(args.audio)
     out = args.out or Path("predictions")
     out.mkdir(parents=True, exist_ok=True)
-    model, device = load_model(args.ckpt, args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    thresholds = thresholds_of(model, args.threshold)
+    detector = Detector(args.ckpt, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                        threshold=args.threshold)
+    thresholds = detector.thresholds
     stems: dict[str, int] = {}
     for path in files:
-        song = predict_file(model, path, batch_size=args.batch_size, device=device, dtype=dtype)
+        song = detector.predict_file(path)
         # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
         count = stems.get(path.stem, 0)
         stems[path.stem] = count + 1

@@ -56,21 +56,19 @@ def find_track(track_dir: Path, track: str) -> tuple[Path, Path | None]:
                         f"({len(names)} songs there); {hint}")
 
 
-def predict_track(model, track_dir: Path, track: str, thresholds: np.ndarray, batch_size: int = 8,
-                  device=None, dtype="auto") -> TrackResult:
-    """Run ``model`` over the whole song (in ``dtype``, see :func:`activity.precision.resolve_dtype`) and
-    read its truth (cropped to the audio) from the MIDI."""
+def predict_track(detector, track_dir: Path, track: str) -> TrackResult:
+    """Run an :class:`~activity.api.Detector` over the whole song and read its truth (cropped to the audio)
+    from the MIDI; the thresholds are the detector's."""
     from .midi import frame_roll, segment_roll
-    from .predict import predict_file
 
     audio_path, midi_path = find_track(track_dir, track)
-    song = predict_file(model, audio_path, batch_size=batch_size, device=device, dtype=dtype)
+    song = detector.predict_file(audio_path)
     segment_truth = frame_truth = None
     if midi_path is not None:
         segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[1])
         frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[1])
     return TrackResult(track, audio_path, midi_path, song.segment_probs, song.frame_probs, song.frame_times,
-                       thresholds, segment_truth, frame_truth)
+                       detector.thresholds, segment_truth, frame_truth)
 
 
 def plot_track(result: TrackResult, path: Path) -> Path:

@@ -285,35 +285,6 @@ def compute_loss(out, labels, frames, has_frames, frame_loss_weight: float):
     return loss
 
 
-def evaluate_split(model, dataset, batch_size: int, device, dtype) -> dict[str, Any]:
-    """Clip probabilities ``(M, 9)`` and mean clip BCE of a whole dataset, in eval mode.
-
-    Runs through :func:`activity.predict.predict_clips` (the checked CPU fast copy, or autocast) in
-    ``dtype`` (a name or a torch dtype, resolved by :func:`activity.precision.resolve_dtype`).
-    """
-    import numpy as np
-    import torch
-
-    from .constants import PROB_EPS
-    from .evaluate import clip_loss
-    from .predict import predict_clips
-
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    truth: list[np.ndarray] = []
-
-    def waveforms():
-        for waveform, labels, _, _ in loader:
-            truth.append(labels.numpy())
-            yield waveform
-
-    probs = predict_clips(model, waveforms(), batch_size=batch_size, device=device, dtype=dtype).clip_probs
-    if not truth:
-        return {"probs": np.zeros((0, dataset.index.labels.shape[1]), np.float32), "loss": 0.0}
-    probs_arr = np.clip(probs, PROB_EPS, 1 - PROB_EPS)
-    truth_arr = np.concatenate(truth).astype(np.uint8)
-    return {"probs": probs_arr, "loss": clip_loss(truth_arr, probs_arr)}
-
-
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
     from .fileio import atomic_path
     from .plotting import plot_training_curves
@@ -357,7 +328,6 @@ class Run:
     rank: int
     world: int
     train_set: Any
-    val_set: Any
     val_index: Any
     model: Any  # ActivityModel
     net: Any  # the model, or its DistributedDataParallel wrapper
@@ -396,8 +366,8 @@ def _start_processes(args: argparse.Namespace):
 
 
 def _read_data(args: argparse.Namespace, log, is_main: bool):
-    """Training set (``--data`` and ``--extra-train``), validation set and its index; fills in default paths."""
-    from .datasets import ClipDataset, read_split, training_set, warn_length_fixed
+    """Training set (``--data`` and ``--extra-train``) and the validation split's index; fills in default paths."""
+    from .datasets import read_split, training_set, warn_length_fixed
     from .errors import ActivityError
 
     if args.data is None:
@@ -422,7 +392,7 @@ def _read_data(args: argparse.Namespace, log, is_main: bool):
     train_set = training_set(train_indexes, with_frames=args.frame_loss_weight > 0)
     if args.frame_loss_weight > 0:
         log(f"frame truth (75 Hz, from each folder's midi/) for {int(train_set.has_frames.sum())} of {len(train_set)} training clips")
-    return train_set, ClipDataset(val_index, with_frames=False), val_index
+    return train_set, val_index
 
 
 def _build_or_restore_model(args: argparse.Namespace, log):
@@ -526,7 +496,7 @@ def _set_up(args: argparse.Namespace) -> Run:
 
     device, rank, world = _start_processes(args)
     log = print if rank == 0 else (lambda *a, **k: None)
-    train_set, val_set, val_index = _read_data(args, log, rank == 0)
+    train_set, val_index = _read_data(args, log, rank == 0)
     torch.manual_seed(args.seed)
     model = _build_or_restore_model(args, log)
     model.to(device).train()
@@ -536,8 +506,7 @@ def _set_up(args: argparse.Namespace) -> Run:
     if fitted_frontend:
         _fit_frontend(model, train_set, args, device, dtype, log)
     optimizer, scheduler, steps_per_epoch, total_steps = _optimiser(model, args, len(train_set), rank, world)
-    run = Run(args=args, device=device, dtype=dtype, rank=rank, world=world, train_set=train_set, val_set=val_set,
-              val_index=val_index, model=model, net=model, optimizer=optimizer, scheduler=scheduler,
+    run = Run(args=args, device=device, dtype=dtype, rank=rank, world=world, train_set=train_set, val_index=val_index, model=model, net=model, optimizer=optimizer, scheduler=scheduler,
               steps_per_epoch=steps_per_epoch, total_steps=total_steps, state=TrainState())
     if args.resume:
         _restore_state(run)
@@ -630,18 +599,23 @@ def _train_epoch(run: Run, stop: StopRequested) -> int | None:
 
 def _validate_and_keep_best(run: Run) -> None:
     """Score validation, tune thresholds there, keep the best model in ``best/``, write history and curves."""
-    from .evaluate import clip_scores, tune_thresholds
+    import numpy as np
+
+    from .api import Detector
+    from .constants import PROB_EPS
+    from .evaluate import clip_loss, clip_scores, tune_thresholds
 
     args, state, model = run.args, run.state, run.model
-    result = evaluate_split(model, run.val_set, args.batch_size, run.device, run.dtype)
+    detector = Detector(model, device=run.device, dtype=run.dtype, batch_size=args.batch_size)
+    probs = np.clip(detector.split_probs(run.val_index), PROB_EPS, 1 - PROB_EPS)
     truth = run.val_index.labels
-    thresholds = tune_thresholds(truth, result["probs"])
-    at_half = clip_scores(truth, result["probs"], 0.5)
-    tuned = clip_scores(truth, result["probs"], thresholds)
+    thresholds = tune_thresholds(truth, probs)
+    at_half = clip_scores(truth, probs, 0.5)
+    tuned = clip_scores(truth, probs, thresholds)
     row = {
         "epoch": state.epoch + 1, "step": state.step,
         "train_loss": state.epoch_loss_sum / max(1, state.epoch_loss_count),
-        "val_loss": result["loss"], "val_micro_f1": tuned["micro_f1"], "val_macro_f1": tuned["macro_f1"],
+        "val_loss": clip_loss(truth, probs), "val_micro_f1": tuned["micro_f1"], "val_macro_f1": tuned["macro_f1"],
         "val_macro_f1_at_0.5": at_half["macro_f1"], "val_mAP": tuned["mAP"],
         "lr_head": run.optimizer.param_groups[0]["lr"],
     }

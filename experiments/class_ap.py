@@ -29,14 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     from activity.constants import CLASSES
     from activity.datasets import read_split
     from activity.evaluate import average_precisions, clip_loss, clip_scores, tune_thresholds
-    from activity.infer import load_model, split_clip_probs
+    from activity.api import Detector
 
-    model, device = load_model(args.ckpt, "auto")
+    detector = Detector(args.ckpt)
     index = read_split(args.data, args.split)
-    probs = split_clip_probs(model, index, 8, device)
+    probs = detector.split_probs(index)
     scores = average_precisions(index.labels, probs)
     print(f"{args.ckpt} on {len(index)} {args.split} clips of {args.data}")
-    shipped = clip_scores(index.labels, probs, model.thresholds)
+    shipped = clip_scores(index.labels, probs, detector.thresholds)
     ceiling = clip_scores(index.labels, probs, tune_thresholds(index.labels, probs))
     print(f"{'class':18s} {'share':>6s} {'AP':>6s} {'F1':>6s} {'F1 at split-tuned thresholds':>29s}")
     for c, (name, share, ap) in enumerate(zip(CLASSES, index.labels.mean(axis=0), scores)):

@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     from activity.constants import CLASSES, CLIP_SECONDS
     from activity.datasets import MIDI_FOLDER, read_split
     from activity.evaluate import binarize
-    from activity.infer import load_model, split_clip_probs, thresholds_of
+    from activity.api import Detector
     from activity.midi import load_midi
     from activity.synth.render import resolve_soundfont
     from activity.synth.soundfont import cross_class_sharing, read_layout
@@ -72,9 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--classes: unknown {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
     soundfont = resolve_soundfont(args.soundfont)
     sharing = cross_class_sharing(read_layout(soundfont))
-    model, device = load_model(args.ckpt, "auto")
+    detector = Detector(args.ckpt)
     index = read_split(args.data, args.split)
-    predicted = binarize(split_clip_probs(model, index, 8, device), thresholds_of(model, None))
+    predicted = binarize(detector.split_probs(index), detector.thresholds)
 
     caught: dict[int, Counter] = {c: Counter() for c in range(len(CLASSES))}
     positives: dict[int, Counter] = {c: Counter() for c in range(len(CLASSES))}

@@ -1,0 +1,150 @@
+"""The library's one entry point: a :class:`Detector` holds a trained model and how to run it, once.
+
+    from activity import Detector
+
+    detector = Detector("checkpoints/demo")              # device="auto", dtype="auto", batch_size=8
+    song = detector.predict_file("song.flac")            # any length, rate and channel count
+    song.frame_probs                                     # (T, 9) at 75 Hz, song.frame_times (T,) s
+    song.segment_probs                                   # (S, 9) per 5 s segment
+    scores = detector.score_split("data/synth-slakh/slakh", "test")
+    print(scores.report)                                 # the course's classification report
+
+The command lines (``activity.infer``, ``plot_pianoroll.py``), training's validation and the experiment
+scripts all go through it, so a library user gets exactly what they get. Arrays are numpy, float32,
+time before classes (see :mod:`activity.predict` for the song layout).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import ActivityError
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+"""The shipped checkpoint (``checkpoints/demo`` of the repository)."""
+
+
+def check_options(batch_size: int, threshold: float | None) -> None:
+    """``--batch-size`` and ``--threshold`` as every command and :class:`Detector` take them."""
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ActivityError(f"--threshold must be between 0 and 1, got {threshold}")
+    if batch_size < 1:
+        raise ActivityError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+@dataclass
+class SplitScores:
+    """A checkpoint's scores on one split of the course's clip folders (M clips)."""
+
+    index: Any  # activity.datasets.SplitIndex: files, tracks and labels (M, 9)
+    probs: np.ndarray  # (M, 9) float32 clip probabilities
+    predictions: np.ndarray  # (M, 9) uint8 at the detector's thresholds
+    scores: dict[str, float]  # micro_f1, macro_f1, mAP (activity.evaluate.clip_scores)
+    report: str  # scikit-learn's classification_report over the nine classes
+    report_dict: dict[str, Any]  # the same as a dict
+
+
+class Detector:
+    """A trained model with its device, dtype, thresholds and batch size, set once.
+
+    ``model``: a checkpoint folder (``config.json`` + ``model.safetensors`` [+ ``thresholds.json``]) or an
+    :class:`~activity.model.ActivityModel` already in memory (used as it is, on its own device unless
+    ``device`` is given). ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+    ``dtype``: ``auto``, ``bf16`` or ``fp32`` (:func:`activity.precision.resolve_dtype`; bf16 is checked
+    against float32 before use). ``threshold``: one decision threshold for every class instead of the
+    checkpoint's tuned ones (0.5 where it has none). Bad values raise :class:`ActivityError` naming the flag.
+    """
+
+    def __init__(self, model: "str | os.PathLike | Any" = DEMO_CHECKPOINT, *, device: Any = "auto",
+                 dtype: Any = "auto", batch_size: int = 8, threshold: float | None = None) -> None:
+        from .evaluate import as_thresholds
+        from .model import ActivityModel
+        from .precision import resolve_dtype
+        from .predict import resolve_device
+
+        check_options(batch_size, threshold)
+        if isinstance(model, ActivityModel):
+            self.model = model
+            self.device = next(model.parameters()).device if device is None else resolve_device(device)
+            if next(model.parameters()).device != self.device:
+                model.to(self.device)
+            self.checkpoint: Path | None = None
+        else:
+            self.checkpoint = Path(model)
+            if self.checkpoint == DEMO_CHECKPOINT and not self.checkpoint.is_dir():
+                raise ActivityError(f"the demo checkpoint {self.checkpoint} is missing; pass --ckpt with a trained model folder")
+            self.device = resolve_device(device)
+            self.model = ActivityModel.from_pretrained(self.checkpoint, device=self.device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.thresholds = as_thresholds(threshold if threshold is not None else self.model.thresholds)
+        self.threshold_source = (f"--threshold {threshold}" if threshold is not None
+                                 else "saved" if self.model.thresholds is not None else "0.5")
+
+    def describe(self) -> str:
+        """One line for logs: checkpoint, device and dtype."""
+        from .precision import describe_dtype
+
+        return f"checkpoint {self.checkpoint or 'in memory'}; {describe_dtype(self.dtype, self.device)}"
+
+    # ------------------------------------------------------------------------------------------
+    # Predictions
+
+    def predict_clips(self, clips: "np.ndarray | Iterable[np.ndarray]") -> "Any":
+        """:func:`activity.predict.predict_clips`: ``(B, N)`` clips -> ``clip_probs (B, 9)``, ``frame_probs (B, T, 9)``."""
+        from .predict import predict_clips
+
+        return predict_clips(self.model, clips, batch_size=self.batch_size, device=self.device, dtype=self.dtype)
+
+    def predict_song(self, audio: np.ndarray, sample_rate: int, name: str = "audio") -> "Any":
+        """:func:`activity.predict.predict_song` for audio in memory (any rate and channel count)."""
+        from .predict import predict_song
+
+        return predict_song(self.model, audio, sample_rate, batch_size=self.batch_size, device=self.device,
+                            dtype=self.dtype, name=name)
+
+    def predict_file(self, path: str | os.PathLike) -> "Any":
+        """:func:`activity.predict.predict_file`: a whole audio file -> :class:`~activity.predict.SongPrediction`."""
+        from .predict import predict_file
+
+        return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype)
+
+    def split_probs(self, index: Any) -> np.ndarray:
+        """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
+
+        Clips are read a few batches at a time, so memory stays bounded for a split of any size.
+        """
+        from .audio import load_clip
+
+        from .constants import NUM_CLASSES
+
+        chunk = max(self.batch_size * 16, 64)
+        probs = [np.zeros((0, NUM_CLASSES), np.float32)]
+        for start in range(0, len(index), chunk):
+            clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
+            probs.append(self.predict_clips(clips).clip_probs)
+        return np.concatenate(probs)
+
+    def score_split(self, data: str | os.PathLike, split: str = "test") -> SplitScores:
+        """Run every clip of ``data/split`` and score it: the course's report, micro/macro-F1 and mAP."""
+        from .datasets import read_split, warn_length_fixed
+
+        index = read_split(Path(data), split)
+        warn_length_fixed(index)
+        return self.score_index(index)
+
+    def score_index(self, index: Any) -> SplitScores:
+        """:meth:`score_split` for a split already read (a :class:`~activity.datasets.SplitIndex`)."""
+        from .evaluate import binarize, classification_report, clip_scores
+
+        probs = self.split_probs(index)
+        predictions = binarize(probs, self.thresholds)
+        return SplitScores(index=index, probs=probs, predictions=predictions,
+                           scores=clip_scores(index.labels, probs, self.thresholds),
+                           report=classification_report(index.labels, predictions),
+                           report_dict=classification_report(index.labels, predictions, as_dict=True))
