@@ -2,8 +2,10 @@
 
 Without ``--audio`` it runs every clip of ``DATA/{split}`` (the test split by default) and prints
 scikit-learn's ``classification_report`` over the nine classes with micro, macro, weighted and samples
-averages. With ``--audio`` it writes, per file, the 75 Hz roll (``.npz``: ``probs`` (T, 9), ``times``
-(T,) s, ``classes``) and a CSV of 5 s segments with one probability column per class.
+averages. With ``--audio`` it writes, per file, the formats of ``--formats`` (default: the 75 Hz roll
+``.npz``: ``probs`` (T, 9), ``times`` (T,) s, ``classes``; a CSV of 5 s segments; a JSON of events and
+segments; see :mod:`activity.outputs`), reading long files in a stream (:mod:`activity.streaming`),
+and with ``--midi`` prints frame, segment-based and event-based scores (:mod:`activity.audio_job`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "default ./predictions)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    from .audio_job import add_arguments
+
+    add_arguments(p)  # --formats, --min-duration, --min-gap, --midi
     return p
 
 
@@ -130,42 +135,16 @@ def run_split(args: argparse.Namespace) -> int:
 
 def run_audio(args: argparse.Namespace) -> int:
     check_common_flags(args)
-    import csv
+    from .audio_job import run_files
+    from .outputs import parse_formats
 
-    import numpy as np
+    formats = parse_formats(args.formats)
 
-    from .audio import find_audio_files
-    from .constants import CLASSES, CLIP_SECONDS
-    from .fileio import atomic_path
-    from .predict import predict_file
+    def load():
+        model, device = load_model(args.ckpt, args.device)
+        return model, device, thresholds_of(model, args.threshold)
 
-    files = find_audio_files(args.audio)
-    out = args.out or Path("predictions")
-    out.mkdir(parents=True, exist_ok=True)
-    model, device = load_model(args.ckpt, args.device)
-    thresholds = thresholds_of(model, args.threshold)
-    stems: dict[str, int] = {}
-    for path in files:
-        song = predict_file(model, path, batch_size=args.batch_size, device=device)
-        # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
-        count = stems.get(path.stem, 0)
-        stems[path.stem] = count + 1
-        name = path.stem if count == 0 else f"{path.stem}-{count + 1}"
-        with atomic_path(out / f"{name}.npz") as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(handle, probs=song.frame_probs.T.astype(np.float32),
-                                    times=song.frame_times.astype(np.float32), classes=np.array(CLASSES),
-                                    thresholds=thresholds.astype(np.float32), source=str(path))
-        with atomic_path(out / f"{name}.csv") as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["start_s", "end_s", *CLASSES])
-            for s in range(song.segment_probs.shape[1]):
-                writer.writerow([s * CLIP_SECONDS, (s + 1) * CLIP_SECONDS,
-                                 *(f"{p:.4f}" for p in song.segment_probs[:, s])])
-        active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds[:, None]).any(1)) if on]
-        print(f"{path}: {song.frame_probs.shape[1]} frames, {song.segment_probs.shape[1]} segments -> "
-              f"{out / name}.npz/.csv; active: {', '.join(active) or 'nothing'}")
-    return 0
+    return run_files(args, formats, load)
 
 
 if __name__ == "__main__":
