@@ -63,6 +63,16 @@ def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> Non
                             f"long; is it this song's MIDI?")
 
 
+def _seconds(path: Path) -> float:
+    """The file's length from its header; an unreadable file is left to the prediction's own error."""
+    import soundfile
+
+    try:
+        return float(soundfile.info(str(path)).duration)
+    except Exception:
+        return float("inf")
+
+
 def _print_scores(label: str, frames: dict, sed: dict | None, min_duration: float, min_gap: float) -> None:
     print(f"  {label}")
     print(f"    frame-level ({FRAME_RATE} Hz):      micro-F1 {frames['micro_f1']:.4f}  macro-F1 {frames['macro_f1']:.4f}")
@@ -106,6 +116,7 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
             from .midi import load_midi
 
             load_midi(midi_path)  # a MIDI that does not parse fails before the prediction, not after
+            check_midi_length(midi_path, path, _seconds(path))
         encoder = None
         if "html" in formats:
             from .html_view import OggEncoder
@@ -115,7 +126,6 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
                                       audio_sink=encoder, progress=None)
         frame_truth = segment_truth = None
         if midi_path is not None:
-            check_midi_length(midi_path, path, song.duration)
             frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[1]).T
             segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[1]).T
         # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.

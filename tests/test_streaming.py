@@ -1,0 +1,81 @@
+"""Long-file prediction in blocks gives exactly what the whole-file path gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from activity import streaming
+from activity.constants import CLIP_SAMPLES, SAMPLE_RATE
+from activity.errors import ActivityError
+from activity.model import ActivityModel
+from activity.predict import predict_file
+from activity.streaming import predict_file_streaming
+
+
+@pytest.fixture(scope="module")
+def model() -> ActivityModel:
+    torch.manual_seed(0)
+    return ActivityModel.from_encoder("tiny", gru_hidden=8, gru_layers=1).eval()
+
+
+def write(path: Path, seconds: float, rate: int, channels: int, seed: int = 0) -> Path:
+    audio = np.random.default_rng(seed).standard_normal((int(seconds * rate), channels)) * 0.1
+    soundfile.write(str(path), audio.astype(np.float32), rate, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("seconds, rate, channels", [
+    (17.3, SAMPLE_RATE, 1),   # 3 full windows and a tail window
+    (15.0, SAMPLE_RATE, 1),   # whole windows only
+    (13.2, 44_100, 2),        # resampled as a stream, stereo
+    (3.0, SAMPLE_RATE, 1),    # shorter than one window
+])
+def test_streaming_equals_predict_file(model, tmp_path: Path, monkeypatch, seconds, rate, channels) -> None:
+    # Small blocks, so windows straddle many block boundaries.
+    monkeypatch.setattr(streaming, "BLOCK_FRAMES", 7_001)
+    path = write(tmp_path / "song.wav", seconds, rate, channels)
+    whole = predict_file(model, path, batch_size=2, dtype="fp32")
+    blocks: list[np.ndarray] = []
+    stream = predict_file_streaming(model, path, batch_size=2, dtype="fp32", progress=False, audio_sink=blocks.append)
+    assert stream.frame_probs.shape == whole.frame_probs.shape
+    assert stream.segment_probs.shape == whole.segment_probs.shape == (9, int(seconds // 5))
+    np.testing.assert_array_equal(stream.frame_probs, whole.frame_probs)
+    np.testing.assert_array_equal(stream.segment_probs, whole.segment_probs)
+    np.testing.assert_array_equal(stream.frame_times, whole.frame_times)
+    assert stream.duration == whole.duration
+    # The sink saw the whole 24 kHz song, in order.
+    assert sum(map(len, blocks)) == round(whole.duration * SAMPLE_RATE)
+
+
+def test_streaming_holds_few_windows(model, tmp_path: Path, monkeypatch) -> None:
+    """The buffer never holds much more than one window, whatever the song's length."""
+    path = write(tmp_path / "long.wav", 61.0, SAMPLE_RATE, 1)
+    seen: list[int] = []
+    real = streaming.np.concatenate
+
+    def spy(arrays, *args, **kwargs):
+        out = real(arrays, *args, **kwargs)
+        seen.append(out.shape[0] if out.ndim == 1 else 0)
+        return out
+
+    monkeypatch.setattr(streaming.np, "concatenate", spy)
+    predict_file_streaming(model, path, batch_size=2, dtype="fp32", progress=False)
+    monkeypatch.undo()
+    one_d = [n for n in seen if n]
+    assert one_d and max(one_d) <= CLIP_SAMPLES + streaming.BLOCK_FRAMES + 400
+
+
+def test_streaming_errors_name_the_file(model, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(ActivityError, match="bad.wav could not be read"):
+        predict_file_streaming(model, bad, progress=False)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(str(empty), np.zeros((0, 1), np.float32), SAMPLE_RATE)
+    with pytest.raises(ActivityError, match="empty.wav is empty"):
+        predict_file_streaming(model, empty, progress=False)
