@@ -26,7 +26,8 @@ from .errors import ActivityError
 
 # Samples read from the file per block: a second or so at common rates, small against a 5 s window.
 BLOCK_FRAMES = 65_536
-_WINDOW_FRAMES = num_frames(CLIP_SAMPLES)
+_WINDOW_FRAMES = num_frames(CLIP_SAMPLES)  # 374 frames per window
+_WINDOW_STEP = CLIP_SAMPLES // HOP  # 375: the frame where window i starts
 
 
 def _blocks_24k(path: Path, name: str) -> "tuple[object, Callable[[], object], int]":
@@ -84,74 +85,121 @@ def predict_file_streaming(
     name = f"audio file {path}"
     handle, generate, source_frames = _blocks_24k(path, name)
     with handle:
-        estimate = max(1, int(source_frames * SAMPLE_RATE / max(handle.samplerate, 1)) // CLIP_SAMPLES + 1)
-        bar = tqdm(total=estimate, unit="window", desc=path.name, file=sys.stderr,
+        expected = int(source_frames * SAMPLE_RATE / max(handle.samplerate, 1))
+        bar = tqdm(total=max(1, expected // CLIP_SAMPLES + 1), unit="window", desc=path.name, file=sys.stderr,
                    disable=(not sys.stderr.isatty()) if progress is None else not progress, leave=False)
-        # buf holds the samples [buf_start, buf_start + len(buf)) of the 24 kHz song.
-        buf = np.zeros(0, dtype=np.float32)
-        buf_start = 0
-        next_window = 0
-        pending: list[np.ndarray] = []  # windows waiting for a full batch
-        clip_parts: list[np.ndarray] = []
-        frame_parts: list[np.ndarray] = []
+        # Every array below is allocated once (and grown only if the header's length was short): many
+        # small allocations kept alive between big temporary ones fragment glibc's heap, which then
+        # grows with the song even though nothing leaks.
+        out = _Outputs(expected)
+        batch = np.empty((batch_size, CLIP_SAMPLES), dtype=np.float32)
+        count = 0  # windows in batch
+        batch_first = 0  # index of batch[0] among the song's windows
+        # buf[:fill] holds the samples [buf_start, buf_start + fill) of the 24 kHz song.
+        buf = np.empty(2 * CLIP_SAMPLES + 4 * BLOCK_FRAMES, dtype=np.float32)
+        fill = buf_start = next_window = 0
 
-        def flush(final: bool) -> None:
-            while len(pending) >= batch_size or (final and pending):
-                batch = np.stack(pending[:batch_size])
-                del pending[:batch_size]
-                result = predict_clips(model, batch, batch_size=batch_size, device=device, dtype=dtype)
-                clip_parts.append(result.clip_probs)
-                frame_parts.append(result.frame_probs)
-                bar.update(len(batch))
+        def run_batch() -> None:
+            nonlocal count, batch_first
+            result = predict_clips(model, batch[:count], batch_size=batch_size, device=device, dtype=dtype)
+            for j in range(count):
+                out.put(batch_first + j, result.clip_probs[j], result.frame_probs[j])
+            bar.update(count)
+            batch_first += count
+            count = 0
 
         for block in generate():
             if block.size == 0:
                 continue
             if audio_sink is not None:
                 audio_sink(block)
-            buf = np.concatenate([buf, block]) if buf.size else np.ascontiguousarray(block, dtype=np.float32)
-            while next_window + CLIP_SAMPLES <= buf_start + buf.size:
+            if fill + block.size > buf.size:
+                buf = np.concatenate([buf[:fill], np.empty(block.size + buf.size, dtype=np.float32)])
+            buf[fill : fill + block.size] = block
+            fill += block.size
+            while next_window + CLIP_SAMPLES <= buf_start + fill:
                 offset = next_window - buf_start
-                pending.append(buf[offset : offset + CLIP_SAMPLES].copy())
+                batch[count] = buf[offset : offset + CLIP_SAMPLES]
+                count += 1
                 next_window += CLIP_SAMPLES
-            flush(final=False)
+                if count == batch_size:
+                    run_batch()
             # Keep what the next regular window and a possible tail window (<= 5 s + one hop back) need.
-            keep_from = min(next_window, buf_start + buf.size - CLIP_SAMPLES - HOP)
+            keep_from = min(next_window, buf_start + fill - CLIP_SAMPLES - HOP)
             if keep_from > buf_start:
-                buf = buf[keep_from - buf_start :]
+                shift = keep_from - buf_start
+                buf[: fill - shift] = buf[shift:fill]
+                fill -= shift
                 buf_start = keep_from
-        length = buf_start + buf.size
+        length = buf_start + fill
 
     if length == 0:
         raise ActivityError(f"audio file {path} is empty (no samples)")
     if length < CLIP_SAMPLES:  # shorter than one window: nothing was dropped from buf, and it is small
         bar.close()
-        return predict_song(model, buf, SAMPLE_RATE, batch_size=batch_size, device=device, dtype=dtype, name=name)
+        return predict_song(model, buf[:fill].copy(), SAMPLE_RATE, batch_size=batch_size, device=device,
+                            dtype=dtype, name=name)
 
     from .predict import window_starts
 
     starts = window_starts(length)
     segments = length // CLIP_SAMPLES
-    if len(starts) > segments:  # the tail window, ending at the song's end
-        tail = starts[-1]
-        pending.append(buf[tail - buf_start : tail - buf_start + CLIP_SAMPLES].copy())
-    flush(final=True)
+    if len(starts) > segments:  # the tail window, ending at the song's end, batched after the others
+        offset = starts[-1] - buf_start
+        batch[count] = buf[offset : offset + CLIP_SAMPLES]
+        count += 1
+    if count:
+        run_batch()
     bar.close()
-    clip_probs = np.concatenate(clip_parts)
-    window_frames = np.concatenate(frame_parts)
-    del frame_parts
-    total = num_frames(length)
-    frame_probs = np.zeros((NUM_CLASSES, total), dtype=np.float32)
-    covered = np.zeros(total, dtype=bool)
-    # As predict_song: the tail window first, so the regular windows overwrite the frames they share with it.
-    for index in reversed(range(len(starts))):
-        first = starts[index] // HOP
-        stop = min(first + _WINDOW_FRAMES, total)
-        frame_probs[:, first:stop] = window_frames[index, : stop - first].T
-        covered[first:stop] = True
-    for t in np.flatnonzero(~covered):
-        neighbours = [n for n in (t - 1, t + 1) if 0 <= n < total and covered[n]]
-        frame_probs[:, t] = frame_probs[:, neighbours].mean(axis=1)
-    times = np.arange(total, dtype=np.float64) / FRAME_RATE
-    segment_probs = np.ascontiguousarray(clip_probs[:segments].T)
-    return SongPrediction(frame_probs, times, segment_probs, length / SAMPLE_RATE)
+    return out.song(starts, segments, length)
+
+
+class _Outputs:
+    """The song's rolls, filled window by window: regular window i writes frames ``[375 i, 375 i + 374)``
+    straight into place; the tail window is kept aside until the song's length is known."""
+
+    def __init__(self, expected_samples: int) -> None:
+        frames = num_frames(expected_samples) + 2 * _WINDOW_FRAMES
+        self.frames = np.zeros((NUM_CLASSES, frames), dtype=np.float32)
+        self.clips = np.zeros((NUM_CLASSES, expected_samples // CLIP_SAMPLES + 2), dtype=np.float32)
+        self.windows = 0
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def put(self, index: int, clip_probs: np.ndarray, frame_probs: np.ndarray) -> None:
+        """Window ``index``'s clip ``(9,)`` and frame ``(374, 9)`` probabilities."""
+        first = index * _WINDOW_STEP
+        if first + _WINDOW_FRAMES > self.frames.shape[1]:
+            self.frames = np.concatenate([self.frames, np.zeros_like(self.frames)], axis=1)
+        if index >= self.clips.shape[1]:
+            self.clips = np.concatenate([self.clips, np.zeros_like(self.clips)], axis=1)
+        self.frames[:, first : first + _WINDOW_FRAMES] = frame_probs.T
+        self.clips[:, index] = clip_probs
+        self.windows = index + 1
+        self.last = (clip_probs, frame_probs)
+
+    def song(self, starts: list[int], segments: int, length: int):
+        """The :class:`~activity.predict.SongPrediction`, stitched as :func:`~activity.predict.predict_song` does."""
+        from .predict import SongPrediction
+
+        total = num_frames(length)
+        covered = np.zeros(total, dtype=bool)
+        for i in range(segments):
+            covered[i * _WINDOW_STEP : i * _WINDOW_STEP + _WINDOW_FRAMES] = True
+        frame_probs = self.frames[:, :total].copy()
+        self.frames = None
+        if len(starts) > segments:
+            # The tail window (written after the regular ones, at index `segments`, so at the wrong place):
+            # it fills the frames no regular window covers; the regular windows win the frames they share.
+            tail = self.last[1]
+            first = starts[-1] // HOP
+            stop = min(first + _WINDOW_FRAMES, total)
+            frame_probs[:, segments * _WINDOW_STEP : total] = 0.0
+            free = ~covered[first:stop]
+            frame_probs[:, first:stop][:, free] = tail[: stop - first][free].T
+            covered[first:stop] = True
+        for t in np.flatnonzero(~covered):  # at most one per 5 s, as in predict_song
+            neighbours = [n for n in (t - 1, t + 1) if 0 <= n < total and covered[n]]
+            frame_probs[:, t] = frame_probs[:, neighbours].mean(axis=1)
+        times = np.arange(total, dtype=np.float64) / FRAME_RATE
+        segment_probs = np.ascontiguousarray(self.clips[:, :segments])
+        return SongPrediction(frame_probs, times, segment_probs, length / SAMPLE_RATE)

@@ -200,3 +200,18 @@ def test_plot_pianoroll_html(ckpt: Path, song, tmp_path: Path, capsys) -> None:
     ogg = base64.b64decode(re.search(r'src="data:audio/ogg;base64,([A-Za-z0-9+/=]+)"', page).group(1))
     samples, rate = soundfile.read(io.BytesIO(ogg))
     assert rate == 24_000 and abs(len(samples) / rate - soundfile.info(str(audio)).duration) < 0.01
+
+
+def test_midi_pairing_by_name_and_missing_paths(ckpt: Path, song, tmp_path: Path, capsys) -> None:
+    audio, midi = song
+    other = audio.parent / "Other.flac"
+    shutil.copy(audio, other)
+    code = infer.main(["--ckpt", str(ckpt), "--audio", str(audio.parent), "--midi", str(audio.parent),
+                       "--out", str(tmp_path / "o"), "--formats", "json"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.count("scores against ") == 1 and f"scores against {midi}" in printed
+    assert "no MIDI named Other.mid among --midi: predicted only, no scores" in printed
+    code = infer.main(["--ckpt", str(ckpt), "--audio", str(audio), "--midi", str(tmp_path / "nope.mid")])
+    assert code == 2
+    assert f"error: --midi {tmp_path / 'nope.mid'} is neither a file nor a folder" in capsys.readouterr().err

@@ -52,22 +52,27 @@ def test_streaming_equals_predict_file(model, tmp_path: Path, monkeypatch, secon
     assert sum(map(len, blocks)) == round(whole.duration * SAMPLE_RATE)
 
 
-def test_streaming_holds_few_windows(model, tmp_path: Path, monkeypatch) -> None:
-    """The buffer never holds much more than one window, whatever the song's length."""
-    path = write(tmp_path / "long.wav", 61.0, SAMPLE_RATE, 1)
-    seen: list[int] = []
-    real = streaming.np.concatenate
+def test_streaming_memory_does_not_grow_with_the_song(model, tmp_path: Path) -> None:
+    """Peak numpy memory (tracemalloc) of a 65 s song is that of a 25 s one plus the longer outputs,
+    where the whole-file path holds the extra 40 s of audio several times over."""
+    import tracemalloc
 
-    def spy(arrays, *args, **kwargs):
-        out = real(arrays, *args, **kwargs)
-        seen.append(out.shape[0] if out.ndim == 1 else 0)
-        return out
+    def peak(run, path: Path) -> int:
+        tracemalloc.start()
+        run(model, path, batch_size=2, dtype="fp32")
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
 
-    monkeypatch.setattr(streaming.np, "concatenate", spy)
-    predict_file_streaming(model, path, batch_size=2, dtype="fp32", progress=False)
-    monkeypatch.undo()
-    one_d = [n for n in seen if n]
-    assert one_d and max(one_d) <= CLIP_SAMPLES + streaming.BLOCK_FRAMES + 400
+    short = write(tmp_path / "short.wav", 25.0, 44_100, 2)
+    long = write(tmp_path / "long.wav", 65.0, 44_100, 2, seed=1)
+    extra_audio = 40 * SAMPLE_RATE * 4  # bytes of 40 s of mono float32 at 24 kHz
+    extra_outputs = 2 * 40 * 75 * 9 * 4 + 8 * 40 * 75  # frame rolls (and a copy) + frame times
+    streamed = peak(lambda *a, **k: predict_file_streaming(*a, progress=False, **k), long) - \
+        peak(lambda *a, **k: predict_file_streaming(*a, progress=False, **k), short)
+    whole = peak(predict_file, long) - peak(predict_file, short)
+    assert whole > 2 * extra_audio  # the measure sees the audio the whole-file path holds
+    assert streamed < extra_outputs + extra_audio / 4, (streamed, whole)
 
 
 def test_streaming_errors_name_the_file(model, tmp_path: Path) -> None:
