@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
                    help="audio files or folders (wav, flac, ogg, ... anything soundfile reads) to predict instead of a split")
     p.add_argument("--out", type=Path, default=None,
-                   help="folder for the report JSON (split mode) or for the per-file .npz and .csv (--audio mode, "
-                   "default ./predictions)")
+                   help="folder for the report JSON (split mode) or for the per-file outputs of --formats (--audio mode, "
+                   "default ./predictions; created, and checked to be writable before any prediction)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     from .audio_job import add_arguments
