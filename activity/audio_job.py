@@ -136,17 +136,20 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
             song, name, str(path), thresholds, min_duration=args.min_duration, min_gap=args.min_gap,
             ogg=encoder.finish() if encoder is not None else None, frame_truth=frame_truth,
             segment_truth=segment_truth)
+        frames = sed = None
+        if frame_truth is not None:
+            truth = SongTruth(name, outputs.frame_probs, frame_truth, song.duration)
+            scored.append(truth)
+            frames = frame_scores(frame_truth.T, song.frame_probs, thresholds)
+            sed = sed_scores([truth], thresholds, args.min_duration, args.min_gap)
+            outputs.scores = {"midi": str(midi_path), "frame": frames, **(sed or {})}
         written = write_outputs(outputs, out, formats)
         active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds[:, None]).any(1)) if on]
         suffixes = "/".join(p.name[len(name):] for p in written.values())
         print(f"{path}: {song.frame_probs.shape[1]} frames, {song.segment_probs.shape[1]} segments, "
               f"{len(outputs.events)} events -> {out / name}{{{suffixes}}}; active: {', '.join(active) or 'nothing'}")
-        if frame_truth is not None:
-            truth = SongTruth(name, outputs.frame_probs, frame_truth, song.duration)
-            scored.append(truth)
-            _print_scores(f"scores against {midi_path}:", frame_scores(frame_truth.T, song.frame_probs, thresholds),
-                          sed_scores([truth], thresholds, args.min_duration, args.min_gap),
-                          args.min_duration, args.min_gap)
+        if frames is not None:
+            _print_scores(f"scores against {midi_path}:", frames, sed, args.min_duration, args.min_gap)
         elif args.midi:
             print(f"  no MIDI named {path.stem}.mid among --midi: predicted only, no scores")
     if len(scored) > 1:

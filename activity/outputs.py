@@ -7,7 +7,8 @@ format            file                        what is in it
                                               ``classes``, ``thresholds`` (9,), ``source``
 ``csv``           ``NAME.csv``                one row per 5 s segment: ``start_s,end_s,<9 classes>``
 ``json``          ``NAME.json``               the events (after the min-duration / gap rule of
-                                              :mod:`activity.events`) and the 5 s segments
+                                              :mod:`activity.events`), the 5 s segments and, with
+                                              MIDI, the scores
 ``audacity``      ``NAME.labels.txt``         Audacity label track: ``start<TAB>end<TAB>class`` per
                                               event (File > Import > Labels)
 ``sv``            ``NAME.sv.csv``             Sonic Visualiser: ``time,<9 classes>`` per 75 Hz frame
@@ -81,6 +82,7 @@ class SongOutputs:
     frame_truth: np.ndarray | None = None
     segment_truth: np.ndarray | None = None
     events: list = field(default_factory=list)
+    scores: dict | None = None  # scores against the MIDI (activity.audio_job), written into the JSON
 
     @classmethod
     def from_prediction(cls, song, name: str, source: str, thresholds: np.ndarray, **kwargs) -> "SongOutputs":
@@ -126,6 +128,7 @@ def write_outputs(song: SongOutputs, out_dir: Path, formats: tuple[str, ...] = D
                 "event_rule": {"min_duration_s": song.min_duration, "min_gap_s": song.min_gap},
                 "events": [e.as_dict() for e in song.events], "segment_seconds": CLIP_SECONDS,
                 "segments": _segments(song),
+                **({"scores": song.scores} if song.scores is not None else {}),
             })
         elif fmt == "audacity":
             write_text(path, audacity_labels(song.events))

@@ -79,14 +79,14 @@ def predict_file_streaming(
     """
     from tqdm import tqdm
 
-    from .predict import SongPrediction, predict_clips, predict_song
+    from .predict import predict_clips, predict_song, window_starts
 
     path = Path(path)
     name = f"audio file {path}"
     handle, generate, source_frames = _blocks_24k(path, name)
     with handle:
         expected = int(source_frames * SAMPLE_RATE / max(handle.samplerate, 1))
-        bar = tqdm(total=max(1, expected // CLIP_SAMPLES + 1), unit="window", desc=path.name, file=sys.stderr,
+        bar = tqdm(total=max(1, len(window_starts(expected))), unit="window", desc=path.name, file=sys.stderr,
                    disable=(not sys.stderr.isatty()) if progress is None else not progress, leave=False)
         # Every array below is allocated once (and grown only if the header's length was short): many
         # small allocations kept alive between big temporary ones fragment glibc's heap, which then
@@ -139,8 +139,6 @@ def predict_file_streaming(
         bar.close()
         return predict_song(model, buf[:fill].copy(), SAMPLE_RATE, batch_size=batch_size, device=device,
                             dtype=dtype, name=name)
-
-    from .predict import window_starts
 
     starts = window_starts(length)
     segments = length // CLIP_SAMPLES

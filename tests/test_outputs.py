@@ -69,6 +69,11 @@ def test_every_format_is_written_and_agrees(ckpt: Path, song, tmp_path: Path, ca
     doc = json.loads((out / "Track01950.json").read_text())
     assert doc["classes"] == list(CLASSES) and doc["event_rule"] == {"min_duration_s": 0.25, "min_gap_s": 0.25}
     assert len(doc["segments"]) == int(soundfile.info(str(audio)).duration // 5)
+    # With MIDI the JSON holds the printed scores too.
+    assert doc["scores"]["midi"] == str(midi)
+    assert f"micro-F1 {doc['scores']['segment']['micro_f1']:.4f}" in printed
+    assert f"micro-F1 {doc['scores']['event']['micro_f1']:.4f}" in printed
+    assert f"micro-F1 {doc['scores']['frame']['micro_f1']:.4f}" in printed
     seg_rows = list(csv.reader(open(out / "Track01950.csv")))[1:]
     for row, seg in zip(seg_rows, doc["segments"]):
         assert [float(v) for v in row[2:]] == pytest.approx([seg["probs"][c] for c in CLASSES], abs=1e-4)
