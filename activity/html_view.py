@@ -17,7 +17,6 @@ import base64
 import html
 import io
 import json
-from typing import Callable
 
 import numpy as np
 

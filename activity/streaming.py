@@ -2,10 +2,10 @@
 
 :func:`predict_file_streaming` gives the same :class:`~activity.predict.SongPrediction` as
 :func:`activity.predict.predict_file` (the same 5 s windows, batched in the same groups, stitched
-the same way; ``tests/test_streaming.py`` checks the equality) while holding at most one batch of
-windows and about 5 s of audio at a time. What grows with the song's length is only the output:
-``9 x 4`` bytes per 75 Hz frame (9.7 MB per hour) and the windows' frame probabilities until they are
-stitched (as much again).
+the same way; ``tests/test_streaming.py`` checks the equality) while holding one batch of windows
+and about 10 s of audio at a time. What grows with the song's length is only the output: ``9 x 4``
+bytes per 75 Hz frame (9.7 MB per hour), filled in place as the windows come, plus a copy of it cut to
+the final length at the end (peak RSS for 4 and 60 minutes in experiments/RESULTS.md).
 
 Reading uses ``soundfile.SoundFile.blocks``; a file not at 24 kHz goes through soxr's streaming
 resampler (``soxr.ResampleStream``, the same HQ filter as the one-shot path, so its samples match

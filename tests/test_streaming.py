@@ -10,7 +10,7 @@ import soundfile
 import torch
 
 from activity import streaming
-from activity.constants import CLIP_SAMPLES, SAMPLE_RATE
+from activity.constants import SAMPLE_RATE
 from activity.errors import ActivityError
 from activity.model import ActivityModel
 from activity.predict import predict_file
