@@ -9,6 +9,7 @@ one scored song the scores pooled over all of them come last.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ from .errors import ActivityError
 MIDI_SUFFIXES = (".mid", ".midi")
 MIDI_SLACK_SECONDS = 2.0
 """A MIDI whose notes end more than this after its audio ends is taken to be another song's."""
+MIDI_SHORT_SECONDS = 10.0
+"""A MIDI whose notes end more than this (and a quarter of the song) before the audio does is warned about."""
 
 
 def midi_files(paths: list[Path]) -> list[Path]:
@@ -53,7 +56,8 @@ def pair_midi(audio: list[Path], midi_paths: list[Path] | None) -> dict[Path, Pa
 
 
 def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> None:
-    """Refuse a MIDI whose notes go on well past its audio's end (a wrong pairing, most likely)."""
+    """Refuse a MIDI whose notes go on well past its audio's end (a wrong pairing, most likely); warn
+    when they stop long before it (scored as silence there, which may be right: a long fade-out)."""
     from .midi import class_notes
 
     notes = class_notes(midi_path)
@@ -61,6 +65,9 @@ def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> Non
     if end > duration + MIDI_SLACK_SECONDS:
         raise ActivityError(f"--midi {midi_path}: its notes end at {end:.1f} s but {audio_path} is {duration:.1f} s "
                             f"long; is it this song's MIDI?")
+    if duration != float("inf") and end < duration - max(MIDI_SHORT_SECONDS, 0.25 * duration):
+        print(f"warning: --midi {midi_path}: its notes end at {end:.1f} s but {audio_path} goes on to "
+              f"{duration:.1f} s; the rest is scored as silence", file=sys.stderr)
 
 
 def _seconds(path: Path) -> float:

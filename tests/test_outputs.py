@@ -55,7 +55,9 @@ def test_every_format_is_written_and_agrees(ckpt: Path, song, tmp_path: Path, ca
     code = infer.main(["--ckpt", str(ckpt), "--audio", str(audio), "--midi", str(midi), "--out", str(out),
                        "--formats", ALL, "--threshold", "0.5"])
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "warning" not in captured.err  # the song's own MIDI fits its length
     # Segment and event scores print beside the frame score.
     assert re.search(r"frame-level \(75 Hz\): +micro-F1 \d\.\d{4}", printed)
     assert re.search(r"segment-based \(1 s\): +micro-F1 \d\.\d{4}  macro-F1 \d\.\d{4}", printed)
@@ -126,6 +128,21 @@ def test_midi_longer_than_the_audio_is_refused(ckpt: Path, song, tmp_path: Path,
     assert code == 2
     err = capsys.readouterr().err
     assert "error: --midi" in err and "notes end at 300.0 s" in err and "is it this song's MIDI?" in err
+
+
+def test_midi_much_shorter_than_the_audio_warns(ckpt: Path, song, tmp_path: Path, capsys) -> None:
+    pm = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes.append(pretty_midi.Note(velocity=90, pitch=60, start=0.0, end=3.0))
+    pm.instruments.append(piano)
+    short = tmp_path / "short.mid"
+    pm.write(str(short))
+    code = infer.main(["--ckpt", str(ckpt), "--audio", str(song[0]), "--midi", str(short), "--out", str(tmp_path / "o"),
+                       "--formats", "json"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert f"warning: --midi {short}: its notes end at 3.0 s but" in captured.err
+    assert "the rest is scored as silence" in captured.err and "scores against" in captured.out
 
 
 def test_bad_event_rule_flags(ckpt: Path, song, tmp_path: Path, capsys) -> None:
