@@ -108,11 +108,12 @@ class Detector:
         return predict_song(self.model, audio, sample_rate, batch_size=self.batch_size, device=self.device,
                             dtype=self.dtype, name=name)
 
-    def predict_file(self, path: str | os.PathLike) -> "Any":
-        """:func:`activity.predict.predict_file`: a whole audio file -> :class:`~activity.predict.SongPrediction`."""
+    def predict_file(self, path: str | os.PathLike, progress: bool | None = None, audio_sink: Any = None) -> "Any":
+        """:func:`activity.predict.predict_file`: a whole audio file, read as a stream -> :class:`~activity.predict.SongPrediction`."""
         from .predict import predict_file
 
-        return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype)
+        return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
+                            progress=progress, audio_sink=audio_sink)
 
     def split_probs(self, index: Any) -> np.ndarray:
         """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.

@@ -2,8 +2,10 @@
 
 Without ``--audio`` it runs every clip of ``DATA/{split}`` (the test split by default) and prints
 scikit-learn's ``classification_report`` over the nine classes with micro, macro, weighted and samples
-averages. With ``--audio`` it writes, per file, the 75 Hz roll (``.npz``: ``probs`` (T, 9), ``times``
-(T,) s, ``classes``) and a CSV of 5 s segments with one probability column per class.
+averages. With ``--audio`` it writes, per file, the formats of ``--formats`` (default: the 75 Hz roll
+``.npz``: ``probs`` (T, 9), ``times`` (T,) s, ``classes``; a CSV of 5 s segments; a JSON of events and
+segments; see :mod:`activity.outputs`), reading long files in a stream (:mod:`activity.streaming`),
+and with ``--midi`` prints frame, segment-based and event-based scores (:mod:`activity.audio_job`).
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
                    help="audio files or folders (wav, flac, ogg, ... anything soundfile reads) to predict instead of a split")
     p.add_argument("--out", type=Path, default=None,
-                   help="folder for the report JSON (split mode) or for the per-file .npz and .csv (--audio mode, "
-                   "default ./predictions)")
+                   help="folder for the report JSON (split mode) or for the per-file outputs of --formats (--audio mode, "
+                   "default ./predictions; created, and checked to be writable before any prediction)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=DTYPE_HELP)
+    from .audio_job import add_arguments
+
+    add_arguments(p)  # --formats, --min-duration, --min-gap, --midi
     return p
 
 
@@ -83,44 +88,13 @@ def run_split(args: argparse.Namespace) -> int:
 
 def run_audio(args: argparse.Namespace) -> int:
     from .api import Detector, check_options
+    from .audio_job import run_files
+    from .outputs import parse_formats
 
     check_options(args.batch_size, args.threshold)
-    import csv
-
-    import numpy as np
-
-    from .audio import find_audio_files
-    from .constants import CLASSES, CLIP_SECONDS
-    from .fileio import atomic_path
-
-    files = find_audio_files(args.audio)
-    out = args.out or Path("predictions")
-    out.mkdir(parents=True, exist_ok=True)
-    detector = Detector(args.ckpt, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                        threshold=args.threshold)
-    thresholds = detector.thresholds
-    stems: dict[str, int] = {}
-    for path in files:
-        song = detector.predict_file(path)
-        # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
-        count = stems.get(path.stem, 0)
-        stems[path.stem] = count + 1
-        name = path.stem if count == 0 else f"{path.stem}-{count + 1}"
-        with atomic_path(out / f"{name}.npz") as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(handle, probs=song.frame_probs.T.astype(np.float32),
-                                    times=song.frame_times.astype(np.float32), classes=np.array(CLASSES),
-                                    thresholds=thresholds.astype(np.float32), source=str(path))
-        with atomic_path(out / f"{name}.csv") as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["start_s", "end_s", *CLASSES])
-            for s in range(song.segment_probs.shape[1]):
-                writer.writerow([s * CLIP_SECONDS, (s + 1) * CLIP_SECONDS,
-                                 *(f"{p:.4f}" for p in song.segment_probs[:, s])])
-        active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds[:, None]).any(1)) if on]
-        print(f"{path}: {song.frame_probs.shape[1]} frames, {song.segment_probs.shape[1]} segments -> "
-              f"{out / name}.npz/.csv; active: {', '.join(active) or 'nothing'}")
-    return 0
+    formats = parse_formats(args.formats)
+    return run_files(args, formats, lambda: Detector(args.ckpt, device=args.device, dtype=args.dtype,
+                                                     batch_size=args.batch_size, threshold=args.threshold))
 
 
 if __name__ == "__main__":

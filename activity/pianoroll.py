@@ -1,7 +1,8 @@
 """``python plot_pianoroll.py --track Track01950`` (``activity-plot``): predicted versus true activity of one test song.
 
 Finds ``<test-track-dir>/<track>.flac`` and ``<track>.mid``, runs the model over the whole song, saves
-``<save-dir>/<track>.png`` (the course's 5 s view and the 75 Hz view) and prints the song's 5 s
+``<save-dir>/<track>.png`` (the course's 5 s view and the 75 Hz view; with ``--html`` also a
+self-contained ``<track>.html`` page with the audio, see :mod:`activity.html_view`) and prints the song's 5 s
 classification report and its frame-level micro and macro F1. ``--track all`` draws every song.
 """
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=DTYPE_HELP)
+    p.add_argument("--html", action="store_true",
+                   help="also write <save-dir>/<track>.html: one self-contained page with the song's audio, a cursor "
+                   "that follows playback over the 75 Hz and 5 s rolls and the truth; click a roll to seek")
     return p
 
 
@@ -73,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
             frames = frame_scores(result.frame_truth, result.frame_probs, thresholds)
             print(f"frame-level ({FRAME_RATE} Hz): micro-F1 {frames['micro_f1']:.4f}  macro-F1 {frames['macro_f1']:.4f}")
         print(f"wrote {png}")
+        if args.html:
+            from .html_view import write_track_html
+
+            print(f"wrote {write_track_html(result, args.save_dir / f'{track}.html')}")
     return 0
 
 

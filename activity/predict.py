@@ -3,7 +3,7 @@
 * :func:`predict_clips`: ``(B, N)`` equal-length clips -> clip and frame probabilities.
 * :func:`predict_song`: any length, rate and channel count -> a 75 Hz roll ``(9, T)`` for the whole song
   and the course's 5 s segment probabilities ``(9, S)``.
-* :func:`predict_file`: the same for an audio file.
+* :func:`predict_file`: the same for an audio file, read as a stream (:mod:`activity.streaming`).
 
 Group-norm feature encoders (MERT's) normalise over time, so padding a window changes its output: songs
 are cut into full 5 s windows only (the last one ends at the song's end, overlapping its neighbour),
@@ -233,10 +233,16 @@ def predict_file(
     batch_size: int = 8,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "auto",
+    progress: bool | None = None,
+    audio_sink=None,
 ) -> SongPrediction:
-    """:func:`predict_song` for an audio file (any format soundfile reads)."""
-    from .audio import load_audio
+    """:func:`predict_song` for an audio file (any format soundfile reads), read as a stream.
 
-    samples = load_audio(path)
-    return predict_song(model, samples, SAMPLE_RATE, batch_size=batch_size, device=device, dtype=dtype,
-                        name=f"audio file {path}")
+    Memory does not grow with the song beyond its output rolls (:mod:`activity.streaming`); the result
+    equals :func:`predict_song` on the whole file. ``progress``: a bar on stderr (None: when it is a
+    terminal). ``audio_sink``: called with each mono 24 kHz block, e.g. to encode the audio on the way.
+    """
+    from .streaming import predict_file_streaming
+
+    return predict_file_streaming(model, path, batch_size=batch_size, device=device, dtype=dtype,
+                                  progress=progress, audio_sink=audio_sink)

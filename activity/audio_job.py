@@ -1,0 +1,186 @@
+"""The body of ``python -m activity.infer --audio``: predict each file, write its formats, score it against MIDI.
+
+Each file is predicted by :func:`activity.streaming.predict_file_streaming` (memory bounded for any
+length), written by :func:`activity.outputs.write_outputs`, and, when ``--midi`` gives its MIDI,
+scored at three levels: frame F1 (75 Hz, :func:`activity.evaluate.frame_scores`), segment-based F1
+on 1 s segments and event-based F1 (:mod:`activity.sed_metrics`, by sed_scores_eval). With more than
+one scored song the scores pooled over all of them come last.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .constants import FRAME_RATE
+from .errors import ActivityError
+
+MIDI_SUFFIXES = (".mid", ".midi")
+MIDI_SLACK_SECONDS = 2.0
+"""A MIDI whose notes end more than this after its audio ends is taken to be another song's."""
+MIDI_SHORT_SECONDS = 10.0
+"""A MIDI whose notes end more than this (and a quarter of the song) before the audio does is warned about."""
+
+
+def midi_files(paths: list[Path]) -> list[Path]:
+    """Files and folders (searched recursively) -> the MIDI files, sorted within each folder."""
+    found: list[Path] = []
+    for item in paths:
+        if item.is_dir():
+            found.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES))
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise ActivityError(f"--midi {item} is neither a file nor a folder")
+    return found
+
+
+def pair_midi(audio: list[Path], midi_paths: list[Path] | None) -> dict[Path, Path | None]:
+    """Each audio file's MIDI: one audio and one MIDI file pair up whatever their names; otherwise by
+    file name without suffix (``song.flac`` <-> ``song.mid``). Audio without a MIDI maps to None."""
+    if not midi_paths:
+        return {path: None for path in audio}
+    midis = midi_files(midi_paths)
+    if not midis:
+        raise ActivityError(f"--midi: no MIDI files ({', '.join(MIDI_SUFFIXES)}) in {', '.join(map(str, midi_paths))}")
+    if len(audio) == 1 and len(midis) == 1:
+        return {audio[0]: midis[0]}
+    by_stem: dict[str, Path] = {}
+    for path in midis:
+        if path.stem in by_stem:
+            raise ActivityError(f"--midi: two MIDI files for one song name {path.stem!r}: {by_stem[path.stem]} and {path}")
+        by_stem[path.stem] = path
+    return {path: by_stem.get(path.stem) for path in audio}
+
+
+def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> None:
+    """Refuse a MIDI whose notes go on well past its audio's end (a wrong pairing, most likely); warn
+    when they stop long before it (scored as silence there, which may be right: a long fade-out)."""
+    from .midi import class_notes
+
+    notes = class_notes(midi_path)
+    end = max((stop for _, _, stop in notes), default=0.0)
+    if end > duration + MIDI_SLACK_SECONDS:
+        raise ActivityError(f"--midi {midi_path}: its notes end at {end:.1f} s but {audio_path} is {duration:.1f} s "
+                            f"long; is it this song's MIDI?")
+    if duration != float("inf") and end < duration - max(MIDI_SHORT_SECONDS, 0.25 * duration):
+        print(f"warning: --midi {midi_path}: its notes end at {end:.1f} s but {audio_path} goes on to "
+              f"{duration:.1f} s; the rest is scored as silence", file=sys.stderr)
+
+
+def _seconds(path: Path) -> float:
+    """The file's length from its header; an unreadable file is left to the prediction's own error."""
+    import soundfile
+
+    try:
+        return float(soundfile.info(str(path)).duration)
+    except Exception:
+        return float("inf")
+
+
+def _print_scores(label: str, frames: dict, sed: dict | None, min_duration: float, min_gap: float) -> None:
+    print(f"  {label}")
+    print(f"    frame-level ({FRAME_RATE} Hz):      micro-F1 {frames['micro_f1']:.4f}  macro-F1 {frames['macro_f1']:.4f}")
+    if sed is None:
+        print("    segment / event scores: no class has truth in the MIDI")
+        return
+    print(f"    segment-based (1 s):      micro-F1 {sed['segment']['micro_f1']:.4f}  macro-F1 {sed['segment']['macro_f1']:.4f}"
+          f"  (threshold-free segment AP {sed['segment_ap']:.4f})")
+    print(f"    event-based (collar 0.2 s / 20 %): micro-F1 {sed['event']['micro_f1']:.4f}  "
+          f"macro-F1 {sed['event']['macro_f1']:.4f}")
+    note = f"; classes without truth, not in the segment/event scores: {', '.join(sed['unscored'])}" if sed["unscored"] else ""
+    print(f"    (events after --min-duration {min_duration:g} s / --min-gap {min_gap:g} s, true rests under --min-gap "
+          f"joined too; sed_scores_eval{note})")
+
+
+def run_files(args, formats: tuple[str, ...], load) -> int:
+    """Predict, write and score every file of ``args.audio`` (see the module docstring); returns 0.
+
+    Every flag and path is checked before ``load()`` (-> an :class:`~activity.api.Detector`) runs.
+    """
+    from .audio import find_audio_files
+    from .constants import CLASSES
+    from .evaluate import frame_scores
+    from .events import check_rule
+    from .midi import frame_roll, segment_roll
+    from .outputs import SongOutputs, check_writable, write_outputs
+    from .sed_metrics import SongTruth, sed_scores
+
+    check_rule(args.min_duration, args.min_gap)
+    files = find_audio_files(args.audio)
+    pairs = pair_midi(files, args.midi)
+    out = args.out or Path("predictions")
+    check_writable(out)
+    detector = load()
+    thresholds = detector.thresholds
+    scored: list[SongTruth] = []
+    stems: dict[str, int] = {}
+    for path in files:
+        midi_path = pairs[path]
+        if midi_path is not None:
+            from .midi import load_midi
+
+            load_midi(midi_path)  # a MIDI that does not parse fails before the prediction, not after
+            check_midi_length(midi_path, path, _seconds(path))
+        encoder = None
+        if "html" in formats:
+            from .html_view import OggEncoder
+
+            encoder = OggEncoder()
+        song = detector.predict_file(path, audio_sink=encoder)
+        frame_truth = segment_truth = None
+        if midi_path is not None:
+            frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[1]).T
+            segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[1]).T
+        # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
+        count = stems.get(path.stem, 0)
+        stems[path.stem] = count + 1
+        name = path.stem if count == 0 else f"{path.stem}-{count + 1}"
+        outputs = SongOutputs.from_prediction(
+            song, name, str(path), thresholds, min_duration=args.min_duration, min_gap=args.min_gap,
+            ogg=encoder.finish() if encoder is not None else None, frame_truth=frame_truth,
+            segment_truth=segment_truth)
+        frames = sed = None
+        if frame_truth is not None:
+            truth = SongTruth(name, outputs.frame_probs, frame_truth, song.duration)
+            scored.append(truth)
+            frames = frame_scores(frame_truth.T, song.frame_probs, thresholds)
+            sed = sed_scores([truth], thresholds, args.min_duration, args.min_gap)
+            outputs.scores = {"midi": str(midi_path), "frame": frames, **(sed or {})}
+        written = write_outputs(outputs, out, formats)
+        active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds[:, None]).any(1)) if on]
+        suffixes = "/".join(p.name[len(name):] for p in written.values())
+        print(f"{path}: {song.frame_probs.shape[1]} frames, {song.segment_probs.shape[1]} segments, "
+              f"{len(outputs.events)} events -> {out / name}{{{suffixes}}}; active: {', '.join(active) or 'nothing'}")
+        if frames is not None:
+            _print_scores(f"scores against {midi_path}:", frames, sed, args.min_duration, args.min_gap)
+        elif args.midi:
+            print(f"  no MIDI named {path.stem}.mid among --midi: predicted only, no scores")
+    if len(scored) > 1:
+        pooled_truth = np.concatenate([s.frame_truth for s in scored]).T
+        pooled_probs = np.concatenate([s.frame_probs for s in scored]).T
+        _print_scores(f"all {len(scored)} scored songs pooled:", frame_scores(pooled_truth, pooled_probs, thresholds),
+                      sed_scores(scored, thresholds, args.min_duration, args.min_gap), args.min_duration, args.min_gap)
+    return 0
+
+
+def add_arguments(parser) -> None:
+    """The flags of ``--audio`` mode this module reads (added to ``activity.infer``'s parser)."""
+    from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP
+    from .outputs import DEFAULT_FORMATS, FORMATS
+
+    parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                        help=f"--audio mode: comma-separated outputs per song, from {', '.join(FORMATS)}: npz (75 Hz "
+                        "roll), csv (5 s segments), json (events + segments), audacity (label track NAME.labels.txt: "
+                        "start<TAB>end<TAB>class per event), sv (NAME.sv.csv, 75 Hz probabilities for Sonic "
+                        "Visualiser's annotation import), html (one self-contained page with player and rolls)")
+    parser.add_argument("--min-duration", type=float, default=DEFAULT_MIN_DURATION, metavar="SECONDS",
+                        help="events (json, audacity, event scores): a class's active run shorter than this is "
+                        "dropped, after the --min-gap joins")
+    parser.add_argument("--min-gap", type=float, default=DEFAULT_MIN_GAP, metavar="SECONDS",
+                        help="events: two active runs of a class closer than this are joined into one")
+    parser.add_argument("--midi", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
+                        help="--audio mode: the songs' MIDI (a file for one song, or files/folders matched to the audio "
+                        "by name: song.flac <-> song.mid); prints frame, segment-based (1 s) and event-based F1 per song")
