@@ -132,8 +132,8 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
         song = detector.predict_file(path, audio_sink=encoder)
         frame_truth = segment_truth = None
         if midi_path is not None:
-            frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[1]).T
-            segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[1]).T
+            frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[0])
+            segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[0])
         # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
         count = stems.get(path.stem, 0)
         stems[path.stem] = count + 1
@@ -146,21 +146,21 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
         if frame_truth is not None:
             truth = SongTruth(name, outputs.frame_probs, frame_truth, song.duration)
             scored.append(truth)
-            frames = frame_scores(frame_truth.T, song.frame_probs, thresholds)
+            frames = frame_scores(frame_truth, song.frame_probs, thresholds)
             sed = sed_scores([truth], thresholds, args.min_duration, args.min_gap)
             outputs.scores = {"midi": str(midi_path), "frame": frames, **(sed or {})}
         written = write_outputs(outputs, out, formats)
-        active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds[:, None]).any(1)) if on]
+        active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds).any(0)) if on]
         suffixes = "/".join(p.name[len(name):] for p in written.values())
-        print(f"{path}: {song.frame_probs.shape[1]} frames, {song.segment_probs.shape[1]} segments, "
+        print(f"{path}: {song.frame_probs.shape[0]} frames, {song.segment_probs.shape[0]} segments, "
               f"{len(outputs.events)} events -> {out / name}{{{suffixes}}}; active: {', '.join(active) or 'nothing'}")
         if frames is not None:
             _print_scores(f"scores against {midi_path}:", frames, sed, args.min_duration, args.min_gap)
         elif args.midi:
             print(f"  no MIDI named {path.stem}.mid among --midi: predicted only, no scores")
     if len(scored) > 1:
-        pooled_truth = np.concatenate([s.frame_truth for s in scored]).T
-        pooled_probs = np.concatenate([s.frame_probs for s in scored]).T
+        pooled_truth = np.concatenate([s.frame_truth for s in scored])
+        pooled_probs = np.concatenate([s.frame_probs for s in scored])
         _print_scores(f"all {len(scored)} scored songs pooled:", frame_scores(pooled_truth, pooled_probs, thresholds),
                       sed_scores(scored, thresholds, args.min_duration, args.min_gap), args.min_duration, args.min_gap)
     return 0

@@ -51,6 +51,14 @@ DTYPE_HELP: str = (
     "disagree (one line says so)")
 """The help text of those flags (kept here so that parsers need not import torch)."""
 
+FRAME_AXES: str = "(..., T, 9)"
+"""The one axis order of every public array over time: time first, the nine classes last.
+
+Clip outputs are ``(B, T, 9)``; a song's 75 Hz roll ``(T, 9)`` and its 5 s segments ``(S, 9)``
+(:class:`activity.predict.SongPrediction`); MIDI truth ``(T, 9)`` / ``(S, 9)`` (:mod:`activity.midi`);
+the ``.npz``, CSV and JSON outputs and the plots' inputs alike. Only a drawing transposes, to put
+classes on its y axis."""
+
 PROB_EPS: float = 1e-6
 """Clip probabilities are clamped to ``[eps, 1 - eps]`` before a logit or a log (finite in float32)."""
 

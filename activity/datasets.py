@@ -154,7 +154,7 @@ def _default_workers(tasks: int) -> int:
 
 
 def song_frame_rolls(midi_paths: list[Path], workers: int | None = None) -> list[np.ndarray]:
-    """:func:`activity.midi.frame_roll` of each file, ``(9, T)`` uint8 each, in order.
+    """:func:`activity.midi.frame_roll` of each file, ``(T, 9)`` uint8 each, in order.
 
     Parsing MIDI is pure Python (about 17 ms per 50 s song), so several training builds' worth of songs
     is parsed by ``workers`` processes (default: one per CPU, at least 32 songs each); 1 parses here.
@@ -189,8 +189,8 @@ def clip_frame_truth(index: SplitIndex, workers: int | None = None) -> tuple[np.
         if roll is None:
             continue
         start = segment * frames_per_clip
-        piece = roll[:, start : start + CLIP_FRAMES]
-        frames[i, : piece.shape[1]] = piece.T
+        piece = roll[start : start + CLIP_FRAMES]
+        frames[i, : piece.shape[0]] = piece
         has[i] = True
     return frames, has
 

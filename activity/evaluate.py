@@ -120,9 +120,9 @@ def classification_report(truth: np.ndarray, pred: np.ndarray, as_dict: bool = F
 
 
 def frame_scores(truth_roll: np.ndarray, prob_roll: np.ndarray, thresholds: float | np.ndarray | None = None) -> dict:
-    """Frame-level micro/macro F1 of a ``(9, T)`` truth roll against a ``(9, T)`` probability roll."""
+    """Frame-level micro/macro F1 of a ``(T, 9)`` truth roll against a ``(T, 9)`` probability roll."""
     truth_roll = np.asarray(truth_roll)
     prob_roll = np.asarray(prob_roll)
     if truth_roll.shape != prob_roll.shape:
         raise ValueError(f"truth roll {truth_roll.shape} and prediction roll {prob_roll.shape} differ")
-    return f1_scores(truth_roll.T, binarize(prob_roll.T, thresholds))
+    return f1_scores(truth_roll, binarize(prob_roll, thresholds))

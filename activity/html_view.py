@@ -228,7 +228,7 @@ audio { width: 100%; }
 
 
 def write_track_html(result, path) -> "Path":
-    """The page of a :class:`activity.plotting.TrackResult` (rolls ``(9, T)``, transposed here) at ``path``,
+    """The page of a :class:`activity.plotting.TrackResult` (rolls ``(T, 9)``) at ``path``,
     with the song's audio read again from ``result.audio_path``; written atomically, returns ``path``."""
     from pathlib import Path
 
@@ -237,9 +237,7 @@ def write_track_html(result, path) -> "Path":
 
     samples = load_audio(result.audio_path)
     duration = len(samples) / SAMPLE_RATE
-    page = render_html(result.track, result.frame_probs.T, result.segment_probs.T, result.thresholds, duration,
-                       encode_ogg(samples),
-                       None if result.frame_truth is None else result.frame_truth.T,
-                       None if result.segment_truth is None else result.segment_truth.T)
+    page = render_html(result.track, result.frame_probs, result.segment_probs, result.thresholds, duration,
+                       encode_ogg(samples), result.frame_truth, result.segment_truth)
     write_text(path, page)
     return Path(path)

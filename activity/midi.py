@@ -1,6 +1,7 @@
 """Truth from MIDI: which classes sound when, on the course's 5 s grid and at 75 Hz.
 
-All rolls are ``uint8`` arrays of shape ``(NUM_CLASSES, L)``; row ``c`` is ``CLASSES[c]``. A note of a
+All rolls are ``uint8`` arrays of shape ``(L, NUM_CLASSES)`` (time first, :data:`~activity.constants.FRAME_AXES`);
+column ``c`` is ``CLASSES[c]``. A note of a
 class marks every step it overlaps. Zero-length notes (``end <= start``) make no sound and mark
 nothing; drum kits and programs without a class (see :mod:`activity.taxonomy`) are ignored.
 """
@@ -66,31 +67,31 @@ def _roll(
     notes: list[tuple[int, float, float]], steps_per_second: Fraction, length: int
 ) -> np.ndarray:
     """Mark steps floor(start*r) .. ceil(end*r)-1 of each note, r = ``steps_per_second``."""
-    roll = np.zeros((NUM_CLASSES, max(length, 0)), dtype=np.uint8)
+    roll = np.zeros((max(length, 0), NUM_CLASSES), dtype=np.uint8)
     num, den = steps_per_second.numerator, steps_per_second.denominator
     for cls, start, end in notes:
         first = math.floor(round(start * num / den, _GRID_DECIMALS))
         stop = math.ceil(round(end * num / den, _GRID_DECIMALS))
         first, stop = max(first, 0), min(stop, length)
         if stop > first:
-            roll[cls, first:stop] = 1
+            roll[first:stop, cls] = 1
     return roll
 
 
 def _fit(roll: np.ndarray, length: int | None) -> np.ndarray:
     """Crop or zero-pad the time axis to ``length`` (unchanged when ``None``)."""
-    if length is None or length == roll.shape[1]:
+    if length is None or length == roll.shape[0]:
         return roll
-    out = np.zeros((roll.shape[0], length), dtype=roll.dtype)
-    keep = min(length, roll.shape[1])
-    out[:, :keep] = roll[:, :keep]
+    out = np.zeros((length, roll.shape[1]), dtype=roll.dtype)
+    keep = min(length, roll.shape[0])
+    out[:keep] = roll[:keep]
     return out
 
 
 def segment_roll(
     source: MidiSource, step: float = CLIP_SECONDS, num_segments: int | None = None
 ) -> np.ndarray:
-    """The course's per-song truth on a ``step``-second grid, shape ``(9, L)``, uint8.
+    """The course's per-song truth on a ``step``-second grid, shape ``(L, 9)``, uint8.
 
     ``L = ceil(end_time / step)`` unless ``num_segments`` is given, which crops or pads to an audio
     length (the course drops a last partial segment of audio: pass ``len(audio) // step_samples``).
@@ -106,7 +107,7 @@ def segment_roll(
 
 
 def frame_roll(source: MidiSource, num_frames: int | None = None) -> np.ndarray:
-    """Truth at 75 Hz, shape ``(9, T)``, uint8: frame t is on when a note overlaps [t/75, (t+1)/75).
+    """Truth at 75 Hz, shape ``(T, 9)``, uint8: frame t is on when a note overlaps [t/75, (t+1)/75).
 
     ``T = ceil(end_time * 75)`` unless ``num_frames`` is given, which crops or zero-pads to an
     audio's frame count (see :func:`activity.constants.num_frames`).

@@ -18,8 +18,8 @@ format            file                        what is in it
 ================  ==========================  =====================================================
 
 Every file is written under a temporary name and renamed (:mod:`activity.fileio`), so an interrupted
-run leaves whole files only. Arrays are time first; :class:`~activity.predict.SongPrediction`'s
-``(9, T)`` rolls are transposed here.
+run leaves whole files only. Arrays are time first, ``(T, 9)`` and ``(S, 9)``, as
+:class:`~activity.predict.SongPrediction` holds them.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ class SongOutputs:
 
     @classmethod
     def from_prediction(cls, song, name: str, source: str, thresholds: np.ndarray, **kwargs) -> "SongOutputs":
-        """From a :class:`~activity.predict.SongPrediction` (``(9, T)``, ``(9, S)``: transposed here)."""
-        out = cls(name=name, source=source, frame_probs=np.ascontiguousarray(song.frame_probs.T),
-                  frame_times=song.frame_times, segment_probs=np.ascontiguousarray(song.segment_probs.T),
+        """From a :class:`~activity.predict.SongPrediction` (``(T, 9)``, ``(S, 9)``)."""
+        out = cls(name=name, source=source, frame_probs=song.frame_probs,
+                  frame_times=song.frame_times, segment_probs=song.segment_probs,
                   duration=float(song.duration), thresholds=np.asarray(thresholds, dtype=np.float64), **kwargs)
         out.events = events_from_probs(out.frame_probs, out.thresholds, out.min_duration, out.min_gap)
         return out

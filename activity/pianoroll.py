@@ -67,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
     for track in tracks:
         result = predict_track(detector, track_dir, track)
         png = plot_track(result, args.save_dir / f"{track}.png")
-        print(f"== {track} ({result.audio_path}): {result.segment_probs.shape[1]} segments of 5 s, "
-              f"{result.frame_probs.shape[1]} frames at {FRAME_RATE} Hz")
+        print(f"== {track} ({result.audio_path}): {result.segment_probs.shape[0]} segments of 5 s, "
+              f"{result.frame_probs.shape[0]} frames at {FRAME_RATE} Hz")
         if result.segment_truth is None:
             print(f"no MIDI ({track_dir / (track + '.mid')} missing): predicted only, no truth rows or scores")
         else:
-            pred = binarize(result.segment_probs.T, thresholds)
-            print(classification_report(result.segment_truth.T, pred))
+            pred = binarize(result.segment_probs, thresholds)
+            print(classification_report(result.segment_truth, pred))
             frames = frame_scores(result.frame_truth, result.frame_probs, thresholds)
             print(f"frame-level ({FRAME_RATE} Hz): micro-F1 {frames['micro_f1']:.4f}  macro-F1 {frames['macro_f1']:.4f}")
         print(f"wrote {png}")

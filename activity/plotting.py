@@ -21,7 +21,7 @@ SONG_SUFFIXES = (".flac", ".wav", ".ogg")
 
 @dataclass
 class TrackResult:
-    """Prediction and truth of one song. Rolls are ``(9, S)`` at 5 s and ``(9, T)`` at 75 Hz;
+    """Prediction and truth of one song. Rolls are ``(S, 9)`` at 5 s and ``(T, 9)`` at 75 Hz (time first);
     the truth is ``None`` when the song has no MIDI."""
 
     track: str
@@ -65,8 +65,8 @@ def predict_track(detector, track_dir: Path, track: str) -> TrackResult:
     song = detector.predict_file(audio_path)
     segment_truth = frame_truth = None
     if midi_path is not None:
-        segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[1])
-        frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[1])
+        segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[0])
+        frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[0])
     return TrackResult(track, audio_path, midi_path, song.segment_probs, song.frame_probs, song.frame_times,
                        detector.thresholds, segment_truth, frame_truth)
 
@@ -83,9 +83,10 @@ def plot_track(result: TrackResult, path: Path) -> Path:
     from .evaluate import binarize
     from .fileio import atomic_path
 
-    n_seg = result.segment_probs.shape[1]
-    seg_pred = binarize(result.segment_probs.T, result.thresholds).T
-    n_frames = result.frame_probs.shape[1]
+    # The drawing puts classes on the y axis: images are (9, L), transposed from the (L, 9) rolls here only.
+    n_seg = result.segment_probs.shape[0]
+    seg_pred = binarize(result.segment_probs, result.thresholds).T
+    n_frames = result.frame_probs.shape[0]
     duration = n_frames / FRAME_RATE if n_frames else n_seg * CLIP_SECONDS
     seg_extent = (0, n_seg * CLIP_SECONDS, len(CLASSES) - 0.5, -0.5)
     fig, axes = plt.subplots(3, 1, figsize=(14, 10), sharex=True)
@@ -93,7 +94,7 @@ def plot_track(result: TrackResult, path: Path) -> Path:
     ax = axes[0]
     if result.segment_truth is not None:
         # 0 = neither, 1 = missed (truth only), 2 = false alarm (prediction only), 3 = hit (both).
-        code = result.segment_truth.astype(int) + 2 * seg_pred.astype(int)
+        code = result.segment_truth.T.astype(int) + 2 * seg_pred.astype(int)
         cmap = ListedColormap(["white", "#f4a259", "#e15759", "#4e79a7"])
         ax.imshow(code, aspect="auto", cmap=cmap, vmin=0, vmax=3, extent=seg_extent, interpolation="nearest")
         ax.legend(handles=[Patch(color="#4e79a7", label="true and predicted"), Patch(color="#f4a259", label="missed"),
@@ -104,18 +105,18 @@ def plot_track(result: TrackResult, path: Path) -> Path:
         ax.set_title(f"{result.track}: 5 s segments, prediction (no MIDI: no truth)")
 
     ax = axes[1]
-    im = ax.imshow(result.segment_probs, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=seg_extent,
+    im = ax.imshow(result.segment_probs.T, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=seg_extent,
                    interpolation="nearest")
     ax.set_title("5 s segment probability (auto-pooled)")
     fig.colorbar(im, ax=axes[:2], fraction=0.02, pad=0.01)
 
     ax = axes[2]
     frame_extent = (0, duration, len(CLASSES) - 0.5, -0.5)
-    im = ax.imshow(result.frame_probs, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=frame_extent,
+    im = ax.imshow(result.frame_probs.T, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=frame_extent,
                    interpolation="nearest")
     if result.frame_truth is not None and result.frame_truth.any():
         centres = (np.arange(n_frames) + 0.5) / FRAME_RATE
-        ax.contour(centres, np.arange(len(CLASSES)), result.frame_truth, levels=[0.5], colors="cyan", linewidths=1.0)
+        ax.contour(centres, np.arange(len(CLASSES)), result.frame_truth.T, levels=[0.5], colors="cyan", linewidths=1.0)
     ax.set_title("75 Hz frame probability" + (" (cyan: true activity)" if result.frame_truth is not None else ""))
     ax.set_xlabel("time (s)")
     fig.colorbar(im, ax=axes[2], fraction=0.02, pad=0.01)

@@ -1,8 +1,9 @@
 """Inference as a library: clips, whole songs and files (the CLIs and benchmarks call only this).
 
 * :func:`predict_clips`: ``(B, N)`` equal-length clips -> clip and frame probabilities.
-* :func:`predict_song`: any length, rate and channel count -> a 75 Hz roll ``(9, T)`` for the whole song
-  and the course's 5 s segment probabilities ``(9, S)``.
+* :func:`predict_song`: any length, rate and channel count -> a 75 Hz roll ``(T, 9)`` for the whole song
+  and the course's 5 s segment probabilities ``(S, 9)`` (time first, as every array here:
+  :data:`activity.constants.FRAME_AXES`).
 * :func:`predict_file`: the same for an audio file, read as a stream (:mod:`activity.streaming`).
 
 Group-norm feature encoders (MERT's) normalise over time, so padding a window changes its output: songs
@@ -43,14 +44,14 @@ class ClipPredictions:
 class SongPrediction:
     """Outputs of :func:`predict_song` for a song of ``duration`` seconds.
 
-    ``frame_probs[c, t]`` is the probability that class c plays in frame t, which starts at
-    ``frame_times[t]`` seconds (75 Hz). ``segment_probs[c, s]`` covers ``[5 s, 5 (s + 1))``; the course
+    ``frame_probs[t, c]`` is the probability that class c plays in frame t, which starts at
+    ``frame_times[t]`` seconds (75 Hz). ``segment_probs[s, c]`` covers ``[5 s, 5 (s + 1))``; the course
     drops a last partial segment, so S = floor(duration / 5).
     """
 
-    frame_probs: np.ndarray  # (9, T) float32
+    frame_probs: np.ndarray  # (T, 9) float32
     frame_times: np.ndarray  # (T,) float64 seconds
-    segment_probs: np.ndarray  # (9, S) float32
+    segment_probs: np.ndarray  # (S, 9) float32
     duration: float  # seconds of audio at 24 kHz
 
 
@@ -187,7 +188,7 @@ def predict_song(
     24 kHz. Songs of at least 5 s are cut into 5 s windows (batched, never padded); each frame of the
     song takes the window covering it, and the one frame per window boundary that no window sees whole
     (and possibly the song's last frame) is the mean of its covered neighbours.
-    ``segment_probs[:, s]`` is the model's auto-pool over window s. Shorter songs run as one window of their own length; under 400 samples the rolls are empty.
+    ``segment_probs[s]`` is the model's auto-pool over window s. Shorter songs run as one window of their own length; under 400 samples the rolls are empty.
     """
     from .audio import prepare
 
@@ -196,35 +197,43 @@ def predict_song(
     total = num_frames(length)
     duration = length / SAMPLE_RATE
     segments = length // CLIP_SAMPLES
-    frame_probs = np.zeros((NUM_CLASSES, total), dtype=np.float32)
-    segment_probs = np.zeros((NUM_CLASSES, segments), dtype=np.float32)
+    frame_probs = np.zeros((total, NUM_CLASSES), dtype=np.float32)
+    segment_probs = np.zeros((segments, NUM_CLASSES), dtype=np.float32)
     times = np.arange(total, dtype=np.float64) / FRAME_RATE
     if total == 0:
         return SongPrediction(frame_probs, times, segment_probs, duration)
 
     if segments == 0:
         result = predict_clips(model, samples[None], batch_size=1, device=device, dtype=dtype)
-        frame_probs[:] = result.frame_probs[0].T[:, :total]
+        frame_probs[:] = result.frame_probs[0, :total]
         return SongPrediction(frame_probs, times, segment_probs, duration)
 
     starts = window_starts(length)
     # Strided view: windows are copied once, into the batch tensors.
     windows = np.lib.stride_tricks.sliding_window_view(samples, CLIP_SAMPLES)[starts]
     result = predict_clips(model, windows, batch_size=batch_size, device=device, dtype=dtype)
-    segment_probs[:] = result.clip_probs[:segments].T
+    segment_probs[:] = result.clip_probs[:segments]
 
     covered = np.zeros(total, dtype=bool)
     # The tail window first, so the regular windows overwrite the frames they share with it.
     for index in reversed(range(len(starts))):
         first = starts[index] // HOP
         stop = min(first + _WINDOW_FRAMES, total)
-        frame_probs[:, first:stop] = result.frame_probs[index, : stop - first].T
+        frame_probs[first:stop] = result.frame_probs[index, : stop - first]
         covered[first:stop] = True
-    gaps = np.flatnonzero(~covered)
-    for t in gaps:  # at most one per 5 s: a Python loop is cheap here
-        neighbours = [n for n in (t - 1, t + 1) if 0 <= n < total and covered[n]]
-        frame_probs[:, t] = frame_probs[:, neighbours].mean(axis=1)
+    fill_uncovered(frame_probs, covered)
     return SongPrediction(frame_probs, times, segment_probs, duration)
+
+
+def fill_uncovered(frame_probs: np.ndarray, covered: np.ndarray) -> None:
+    """Set each frame no window covered (one per 5 s boundary, maybe the last) to its covered neighbours' mean.
+
+    ``frame_probs`` ``(T, 9)`` is changed in place; ``covered`` ``(T,)`` bool.
+    """
+    total = len(covered)
+    for t in np.flatnonzero(~covered):  # at most one per 5 s: a Python loop is cheap here
+        neighbours = [n for n in (t - 1, t + 1) if 0 <= n < total and covered[n]]
+        frame_probs[t] = frame_probs[neighbours].mean(axis=0)
 
 
 def predict_file(

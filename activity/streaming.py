@@ -75,7 +75,7 @@ def predict_file_streaming(
 
     ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``audio_sink``: called
     with every mono float32 24 kHz block ``(n,)`` in order, e.g. to encode the audio for the HTML view
-    in the same pass. Returns a :class:`~activity.predict.SongPrediction` (``frame_probs`` (9, T)).
+    in the same pass. Returns a :class:`~activity.predict.SongPrediction` (``frame_probs`` (T, 9)).
     """
     from tqdm import tqdm
 
@@ -158,32 +158,32 @@ class _Outputs:
 
     def __init__(self, expected_samples: int) -> None:
         frames = num_frames(expected_samples) + 2 * _WINDOW_FRAMES
-        self.frames = np.zeros((NUM_CLASSES, frames), dtype=np.float32)
-        self.clips = np.zeros((NUM_CLASSES, expected_samples // CLIP_SAMPLES + 2), dtype=np.float32)
+        self.frames = np.zeros((frames, NUM_CLASSES), dtype=np.float32)
+        self.clips = np.zeros((expected_samples // CLIP_SAMPLES + 2, NUM_CLASSES), dtype=np.float32)
         self.windows = 0
         self.last: tuple[np.ndarray, np.ndarray] | None = None
 
     def put(self, index: int, clip_probs: np.ndarray, frame_probs: np.ndarray) -> None:
         """Window ``index``'s clip ``(9,)`` and frame ``(374, 9)`` probabilities."""
         first = index * _WINDOW_STEP
-        if first + _WINDOW_FRAMES > self.frames.shape[1]:
-            self.frames = np.concatenate([self.frames, np.zeros_like(self.frames)], axis=1)
-        if index >= self.clips.shape[1]:
-            self.clips = np.concatenate([self.clips, np.zeros_like(self.clips)], axis=1)
-        self.frames[:, first : first + _WINDOW_FRAMES] = frame_probs.T
-        self.clips[:, index] = clip_probs
+        if first + _WINDOW_FRAMES > self.frames.shape[0]:
+            self.frames = np.concatenate([self.frames, np.zeros_like(self.frames)])
+        if index >= self.clips.shape[0]:
+            self.clips = np.concatenate([self.clips, np.zeros_like(self.clips)])
+        self.frames[first : first + _WINDOW_FRAMES] = frame_probs
+        self.clips[index] = clip_probs
         self.windows = index + 1
         self.last = (clip_probs, frame_probs)
 
     def song(self, starts: list[int], segments: int, length: int):
         """The :class:`~activity.predict.SongPrediction`, stitched as :func:`~activity.predict.predict_song` does."""
-        from .predict import SongPrediction
+        from .predict import SongPrediction, fill_uncovered
 
         total = num_frames(length)
         covered = np.zeros(total, dtype=bool)
         for i in range(segments):
             covered[i * _WINDOW_STEP : i * _WINDOW_STEP + _WINDOW_FRAMES] = True
-        frame_probs = self.frames[:, :total].copy()
+        frame_probs = self.frames[:total].copy()
         self.frames = None
         if len(starts) > segments:
             # The tail window (written after the regular ones, at index `segments`, so at the wrong place):
@@ -191,13 +191,11 @@ class _Outputs:
             tail = self.last[1]
             first = starts[-1] // HOP
             stop = min(first + _WINDOW_FRAMES, total)
-            frame_probs[:, segments * _WINDOW_STEP : total] = 0.0
+            frame_probs[segments * _WINDOW_STEP : total] = 0.0
             free = ~covered[first:stop]
-            frame_probs[:, first:stop][:, free] = tail[: stop - first][free].T
+            frame_probs[first:stop][free] = tail[: stop - first][free]
             covered[first:stop] = True
-        for t in np.flatnonzero(~covered):  # at most one per 5 s, as in predict_song
-            neighbours = [n for n in (t - 1, t + 1) if 0 <= n < total and covered[n]]
-            frame_probs[:, t] = frame_probs[:, neighbours].mean(axis=1)
+        fill_uncovered(frame_probs, covered)
         times = np.arange(total, dtype=np.float64) / FRAME_RATE
-        segment_probs = np.ascontiguousarray(self.clips[:, :segments])
+        segment_probs = np.ascontiguousarray(self.clips[:segments])
         return SongPrediction(frame_probs, times, segment_probs, length / SAMPLE_RATE)

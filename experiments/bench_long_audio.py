@@ -80,7 +80,7 @@ def child(mode: str, path: Path, args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_mib": peak, "after_load_mib": before, "seconds": seconds, "duration": song.duration,
-                      "frames": song.frame_probs.shape[1], "output_mib": (song.frame_probs.nbytes + song.segment_probs.nbytes
+                      "frames": song.frame_probs.shape[0], "output_mib": (song.frame_probs.nbytes + song.segment_probs.nbytes
                                                                           + song.frame_times.nbytes) / 2**20}))
     return 0
 

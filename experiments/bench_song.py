@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         t_model = time.perf_counter() - start
     assert again.frame_probs.shape == song.frame_probs.shape
 
-    windows = song.segment_probs.shape[1] + (1 if samples.shape[0] % CLIP_SAMPLES else 0)
+    windows = song.segment_probs.shape[0] + (1 if samples.shape[0] % CLIP_SAMPLES else 0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     parts = t_read + t_prepare + t_model
     print(f"{seconds:.0f} s stereo flac at {args.rate} Hz ({size_mb:.1f} MB), encoder {args.encoder}, "

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.frame_truth is not None:
             truths.append(result.frame_truth)
             probs.append(result.frame_probs)
-    frames = frame_scores(np.concatenate(truths, axis=1), np.concatenate(probs, axis=1), detector.thresholds)
+    frames = frame_scores(np.concatenate(truths), np.concatenate(probs), detector.thresholds)
     print(clips.report)
     print(f"clip level ({args.split}, {len(clips.index)} clips): macro-F1 {clips.scores['macro_f1']:.4f} "
           f"micro-F1 {clips.scores['micro_f1']:.4f} mAP {clips.scores['mAP']:.4f}")

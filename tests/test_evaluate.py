@@ -58,12 +58,14 @@ def test_report_has_the_course_rows(data) -> None:
 
 
 def test_frame_scores_on_rolls() -> None:
-    truth = np.zeros((NUM_CLASSES, 100), np.uint8)
-    truth[0, :50] = 1
+    truth = np.zeros((100, NUM_CLASSES), np.uint8)  # (T, 9): time first
+    truth[:50, 0] = 1
     probs = truth.astype(float) * 0.9
     assert frame_scores(truth, probs)["micro_f1"] == 1.0
+    probs[:50, 1] = 0.9  # a false alarm on class 1 only
+    assert frame_scores(truth, probs)["per_class_f1"][1] == 0.0 and frame_scores(truth, probs)["per_class_f1"][0] == 1.0
     with pytest.raises(ValueError, match="differ"):
-        frame_scores(truth, probs[:, :90])
+        frame_scores(truth, probs[:90])
 
 
 def test_shape_errors() -> None:

@@ -49,17 +49,17 @@ def song(tmp_path: Path) -> Path:
 def test_segment_roll_marks_course_steps(song: Path) -> None:
     roll = segment_roll(song)
     assert roll.dtype == np.uint8
-    assert roll.shape == (NUM_CLASSES, 3)  # end 12.0 s -> ceil(12/5)
-    expected = np.zeros((NUM_CLASSES, 3), np.uint8)
-    expected[PIANO] = [1, 1, 0]  # 0-1 -> step 0; 7.5-10.0 -> floor(1.5)=1 .. ceil(2)-1=1
-    expected[BASS] = [1, 1, 0]  # 4.9-5.1 straddles the boundary
+    assert roll.shape == (3, NUM_CLASSES)  # end 12.0 s -> ceil(12/5); time first
+    expected = np.zeros((3, NUM_CLASSES), np.uint8)
+    expected[:, PIANO] = [1, 1, 0]  # 0-1 -> step 0; 7.5-10.0 -> floor(1.5)=1 .. ceil(2)-1=1
+    expected[:, BASS] = [1, 1, 0]  # 4.9-5.1 straddles the boundary
     np.testing.assert_array_equal(roll, expected)
 
 
 def test_segment_roll_crops_and_pads_to_audio(song: Path) -> None:
-    assert segment_roll(song, num_segments=2).shape == (NUM_CLASSES, 2)
+    assert segment_roll(song, num_segments=2).shape == (2, NUM_CLASSES)
     padded = segment_roll(song, num_segments=5)
-    assert padded.shape == (NUM_CLASSES, 5) and padded[:, 3:].sum() == 0
+    assert padded.shape == (5, NUM_CLASSES) and padded[3:].sum() == 0
 
 
 def test_frame_roll_exact() -> None:
@@ -71,20 +71,20 @@ def test_frame_roll_exact() -> None:
         inst.notes.append(pretty_midi.Note(velocity=90, pitch=60, start=start, end=end))
         pm.instruments.append(inst)
     roll = frame_roll(pm)
-    assert roll.shape == (NUM_CLASSES, 8)  # end 0.1 s -> ceil(7.5)
-    np.testing.assert_array_equal(roll[PIANO], [0, 1, 1, 0, 0, 0, 0, 0])
-    np.testing.assert_array_equal(roll[BASS], [1] * 8)
+    assert roll.shape == (8, NUM_CLASSES)  # end 0.1 s -> ceil(7.5)
+    np.testing.assert_array_equal(roll[:, PIANO], [0, 1, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(roll[:, BASS], [1] * 8)
     assert roll.sum() == 10
 
 
 def test_frame_roll_num_frames_crops_and_pads(song: Path) -> None:
     full = frame_roll(song)
-    assert full.shape[1] == 900
+    assert full.shape == (900, NUM_CLASSES)
     cropped = frame_roll(song, num_frames=374)
-    np.testing.assert_array_equal(cropped, full[:, :374])
+    np.testing.assert_array_equal(cropped, full[:374])
     padded = frame_roll(song, num_frames=1000)
-    np.testing.assert_array_equal(padded[:, :900], full)
-    assert padded[:, 900:].sum() == 0
+    np.testing.assert_array_equal(padded[:900], full)
+    assert padded[900:].sum() == 0
 
 
 def test_window_labels_overlap(song: Path) -> None:
@@ -98,34 +98,34 @@ def test_window_labels_overlap(song: Path) -> None:
 
 def test_empty_and_drums_only(tmp_path: Path) -> None:
     empty = write_midi(tmp_path / "empty.mid", [])
-    assert segment_roll(empty).shape == (NUM_CLASSES, 0)
+    assert segment_roll(empty).shape == (0, NUM_CLASSES)
     assert frame_roll(empty, num_frames=10).sum() == 0
     assert window_labels(empty, 0.0).sum() == 0
     drums = write_midi(tmp_path / "drums.mid", [(0, True, [(0.0, 9.0)])])
     roll = segment_roll(drums)
-    assert roll.shape == (NUM_CLASSES, 2) and roll.sum() == 0
+    assert roll.shape == (2, NUM_CLASSES) and roll.sum() == 0
     assert classes_present(drums) == set()
 
 
 def test_zero_length_notes_mark_nothing(tmp_path: Path) -> None:
     path = write_midi(tmp_path / "z.mid", [(0, False, [(2.0, 2.0)]), (33, False, [(0.0, 6.0)])])
     assert class_notes(path) == [(BASS, 0.0, 6.0)]
-    assert segment_roll(path)[PIANO].sum() == 0
-    assert frame_roll(path)[PIANO].sum() == 0
+    assert segment_roll(path)[:, PIANO].sum() == 0
+    assert frame_roll(path)[:, PIANO].sum() == 0
 
 
 def test_notes_past_audio_end_are_cropped(tmp_path: Path) -> None:
     path = write_midi(tmp_path / "long.mid", [(90, False, [(3.0, 30.0)])])
     roll = segment_roll(path, num_segments=4)
-    np.testing.assert_array_equal(roll[SYNTH], [1, 1, 1, 1])
-    assert frame_roll(path, num_frames=300)[SYNTH].sum() == 300 - 3 * 75  # frames 225..299
+    np.testing.assert_array_equal(roll[:, SYNTH], [1, 1, 1, 1])
+    assert frame_roll(path, num_frames=300)[:, SYNTH].sum() == 300 - 3 * 75  # frames 225..299
 
 
 def test_boundary_float_noise_does_not_leak(tmp_path: Path) -> None:
     # At 120 bpm with 220 ticks per beat, 5.0 s is tick 2200: the note must end exactly on step 1.
     path = write_midi(tmp_path / "b.mid", [(0, False, [(0.0, 5.0)])])
-    np.testing.assert_array_equal(segment_roll(path)[PIANO], [1])
-    assert frame_roll(path)[PIANO].sum() == 375
+    np.testing.assert_array_equal(segment_roll(path)[:, PIANO], [1])
+    assert frame_roll(path)[:, PIANO].sum() == 375
 
 
 @pytest.mark.parametrize("content", [b"", b"not a midi file at all"])
@@ -174,12 +174,12 @@ class TestRealSlakhTrack:
         assert len(keep) == len(all_src.instruments)
         all_src.instruments = [inst for inst, k in zip(all_src.instruments, keep) if k]
         stems_pm = load_slakh_track(SLAKH_TRACK)
-        length = segment_roll(all_src).shape[1]
+        length = segment_roll(all_src).shape[0]
         np.testing.assert_array_equal(segment_roll(stems_pm, num_segments=length), segment_roll(all_src))
         assert length == 48  # 236.6 s of MIDI
         # At 75 Hz they differ by a hair: Slakh transposed the bass stem an octave, which makes two
         # overlapping notes share pitch 55 so that one note-off ends both (0.2 s, twice, in 236 s).
-        frames = frame_roll(all_src).shape[1]
+        frames = frame_roll(all_src).shape[0]
         differ = frame_roll(stems_pm, num_frames=frames) != frame_roll(all_src)
-        assert set(np.nonzero(differ)[0]) == {BASS}
+        assert set(np.nonzero(differ)[1]) == {BASS}
         assert differ.sum() == 30

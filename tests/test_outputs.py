@@ -179,7 +179,7 @@ def test_sed_scores_eval_frame_f1_equals_ours() -> None:
     """The cross-check: sed_scores_eval on one-frame segments is our frame-level F1, class by class."""
     truth, probs = _truth_and_probs()
     thresholds = np.linspace(0.4, 0.6, NUM_CLASSES)
-    ours = frame_scores(truth.T, probs.T, thresholds)
+    ours = frame_scores(truth, probs, thresholds)
     theirs = frame_f1_by_sed_scores_eval([SongTruth("a", probs, truth, len(truth) / FRAME_RATE)], thresholds)
     assert 0.2 < ours["micro_f1"] < 0.95  # neither trivial nor perfect
     assert theirs["micro_f1"] == pytest.approx(ours["micro_f1"], abs=1e-9)

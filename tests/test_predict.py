@@ -59,9 +59,9 @@ def test_song_of_37_3_s_stereo_at_44_1_khz(model: ActivityModel) -> None:
     stereo = noise((2, int(37.3 * 44100)), seed=1)
     song = predict_song(model, stereo, 44100, batch_size=3, dtype="fp32")
     expected = num_frames(round(37.3 * SAMPLE_RATE))
-    assert abs(song.frame_probs.shape[1] - expected) <= 1 and song.frame_probs.shape[0] == NUM_CLASSES
-    assert song.segment_probs.shape == (NUM_CLASSES, 7)
-    assert song.frame_times.shape == (song.frame_probs.shape[1],)
+    assert abs(song.frame_probs.shape[0] - expected) <= 1 and song.frame_probs.shape[1] == NUM_CLASSES
+    assert song.segment_probs.shape == (7, NUM_CLASSES)  # time first
+    assert song.frame_times.shape == (song.frame_probs.shape[0],)
     np.testing.assert_allclose(song.frame_times[:3], np.arange(3) / FRAME_RATE)
     assert np.all((song.frame_probs > 0) & (song.frame_probs < 1))
 
@@ -69,25 +69,25 @@ def test_song_of_37_3_s_stereo_at_44_1_khz(model: ActivityModel) -> None:
     mono = prepare(stereo, 44100)
     windows = np.stack([mono[s * CLIP_SAMPLES : (s + 1) * CLIP_SAMPLES] for s in range(7)])
     clips = predict_clips(model, windows, dtype="fp32")
-    np.testing.assert_allclose(song.segment_probs, clips.clip_probs.T, atol=1e-5)
-    np.testing.assert_allclose(song.frame_probs[:, 375 * 3 : 375 * 3 + 374], clips.frame_probs[3].T, atol=1e-5)
+    np.testing.assert_allclose(song.segment_probs, clips.clip_probs, atol=1e-5)
+    np.testing.assert_allclose(song.frame_probs[375 * 3 : 375 * 3 + 374], clips.frame_probs[3], atol=1e-5)
     # The tail (37.3 s - 35 s) comes from a full 5 s window ending at the song's end, on the frame grid.
     tail_start = window_starts(len(mono))[-1]
     assert tail_start % HOP == 0 and tail_start + CLIP_SAMPLES <= len(mono)
     tail = predict_clips(model, mono[None, tail_start : tail_start + CLIP_SAMPLES], dtype="fp32")
-    first, total = tail_start // HOP, song.frame_probs.shape[1]
+    first, total = tail_start // HOP, song.frame_probs.shape[0]
     after_regular = 7 * 375 - 1  # the first frame no regular window covers
     stop = min(first + 374, total)
     assert total - stop <= 1  # at most the very last frame lies beyond the aligned tail window
-    np.testing.assert_allclose(song.frame_probs[:, after_regular:stop],
-                               tail.frame_probs[0, after_regular - first : stop - first].T, atol=1e-5)
+    np.testing.assert_allclose(song.frame_probs[after_regular:stop],
+                               tail.frame_probs[0, after_regular - first : stop - first], atol=1e-5)
 
 
 def test_window_boundary_frames_are_filled_from_their_neighbours(model: ActivityModel) -> None:
     song = predict_song(model, noise((2 * CLIP_SAMPLES,), seed=2), SAMPLE_RATE, dtype="fp32")
-    assert song.frame_probs.shape == (NUM_CLASSES, num_frames(2 * CLIP_SAMPLES))
+    assert song.frame_probs.shape == (num_frames(2 * CLIP_SAMPLES), NUM_CLASSES)
     gap = 374  # straddles samples 119680-120080: neither window sees it whole
-    np.testing.assert_allclose(song.frame_probs[:, gap], song.frame_probs[:, [gap - 1, gap + 1]].mean(1), atol=1e-6)
+    np.testing.assert_allclose(song.frame_probs[gap], song.frame_probs[[gap - 1, gap + 1]].mean(0), atol=1e-6)
     assert window_starts(2 * CLIP_SAMPLES) == [0, CLIP_SAMPLES]
     assert window_starts(2 * CLIP_SAMPLES + 5 * HOP) == [0, CLIP_SAMPLES, CLIP_SAMPLES + 5 * HOP]
 
@@ -95,12 +95,12 @@ def test_window_boundary_frames_are_filled_from_their_neighbours(model: Activity
 @pytest.mark.parametrize("samples, frames", [(2 * SAMPLE_RATE, num_frames(2 * SAMPLE_RATE)), (400, 1), (399, 0), (0, 0)])
 def test_short_audio(model: ActivityModel, samples: int, frames: int) -> None:
     song = predict_song(model, noise((samples,), seed=3), SAMPLE_RATE, dtype="fp32")
-    assert song.frame_probs.shape == (NUM_CLASSES, frames) and song.frame_times.shape == (frames,)
-    assert song.segment_probs.shape == (NUM_CLASSES, 0)
+    assert song.frame_probs.shape == (frames, NUM_CLASSES) and song.frame_times.shape == (frames,)
+    assert song.segment_probs.shape == (0, NUM_CLASSES)
     if frames:
         # Run at its own length, not padded to 5 s.
         direct = predict_clips(model, noise((1, samples), seed=3), dtype="fp32")
-        np.testing.assert_allclose(song.frame_probs, direct.frame_probs[0].T, atol=1e-6)
+        np.testing.assert_allclose(song.frame_probs, direct.frame_probs[0], atol=1e-6)
 
 
 def test_predict_file_reads_any_rate_and_channels(model: ActivityModel, tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_predict_file_reads_any_rate_and_channels(model: ActivityModel, tmp_path
     from_file = predict_file(model, tmp_path / "song.wav", dtype="fp32")
     from_array = predict_song(model, audio, 22050, dtype="fp32")
     np.testing.assert_allclose(from_file.frame_probs, from_array.frame_probs, atol=1e-6)
-    assert from_file.segment_probs.shape == (NUM_CLASSES, 1)
+    assert from_file.segment_probs.shape == (1, NUM_CLASSES)
     assert from_file.duration == pytest.approx(6.5, abs=1e-3)
     with pytest.raises(ActivityError, match="does not exist"):
         predict_file(model, tmp_path / "missing.wav")

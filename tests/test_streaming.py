@@ -56,7 +56,7 @@ def test_streaming_equals_predict_file(model, tmp_path: Path, monkeypatch, secon
     blocks: list[np.ndarray] = []
     stream = predict_file_streaming(model, path, batch_size=2, dtype="fp32", progress=False, audio_sink=blocks.append)
     assert stream.frame_probs.shape == whole.frame_probs.shape
-    assert stream.segment_probs.shape == whole.segment_probs.shape == (9, int(seconds // 5))
+    assert stream.segment_probs.shape == whole.segment_probs.shape == (int(seconds // 5), 9)
     np.testing.assert_array_equal(stream.frame_probs, whole.frame_probs)
     np.testing.assert_array_equal(stream.segment_probs, whole.segment_probs)
     np.testing.assert_array_equal(stream.frame_times, whole.frame_times)
