@@ -128,15 +128,9 @@ def load_clip(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
 
 def find_audio_files(paths: list[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (searched recursively) into a sorted list of audio files."""
-    found: list[Path] = []
-    for item in paths:
-        item = Path(item)
-        if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
-        elif item.is_file():
-            found.append(item)
-        else:
-            raise ActivityError(f"--audio {item} is neither a file nor a folder")
+    from .fileio import find_files
+
+    found = find_files(paths, AUDIO_SUFFIXES, "--audio")
     if not found:
         raise ActivityError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {', '.join(map(str, paths))}")
     return found

@@ -26,15 +26,9 @@ MIDI_SHORT_SECONDS = 10.0
 
 def midi_files(paths: list[Path]) -> list[Path]:
     """Files and folders (searched recursively) -> the MIDI files, sorted within each folder."""
-    found: list[Path] = []
-    for item in paths:
-        if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES))
-        elif item.is_file():
-            found.append(item)
-        else:
-            raise ActivityError(f"--midi {item} is neither a file nor a folder")
-    return found
+    from .fileio import find_files
+
+    return find_files(paths, MIDI_SUFFIXES, "--midi")
 
 
 def pair_midi(audio: list[Path], midi_paths: list[Path] | None) -> dict[Path, Path | None]:

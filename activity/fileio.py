@@ -86,3 +86,22 @@ def complete_dir(path: str | os.PathLike) -> Path | None:
         return path
     old = path.with_name(path.name + ".old")
     return old if old.is_dir() else None
+
+
+def find_files(paths: "list[str | os.PathLike]", suffixes: tuple[str, ...], flag: str) -> list[Path]:
+    """Expand files and folders (searched recursively for ``suffixes``, sorted within each folder) into files.
+
+    A named file is taken whatever its suffix; a path that is neither raises :class:`ActivityError`
+    naming ``flag`` (``--audio``, ``--midi``).
+    """
+    from .errors import ActivityError
+
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in suffixes))
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise ActivityError(f"{flag} {item} is neither a file nor a folder")
+    return found
