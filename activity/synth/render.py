@@ -53,7 +53,7 @@ def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
     return path.resolve()
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def _soundfont_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
@@ -141,6 +141,29 @@ def render_stems(pm: "pretty_midi.PrettyMIDI", sample_rate: int, soundfont: str 
     synth, sfid = _new_synth(path, sample_rate)
     num_samples = song_num_samples(pm, sample_rate)
     return [render_instrument(synth, sfid, inst, num_samples, sample_rate, path) for inst in pm.instruments]
+
+
+def render_stems_with(pm: "pretty_midi.PrettyMIDI", sample_rate: int, fonts: list[Path],  # noqa: F821
+                      choice: list[int]) -> list[np.ndarray]:
+    """Instrument ``i`` of ``pm`` rendered alone with SoundFont ``fonts[choice[i]]``.
+
+    Each font used gets its own synthesizer, new for this song and playing its stems in song order,
+    so the result depends only on ``choice``. A synthesizer kept from song to song, even reset
+    (``tsf_reset``), would not do: FluidR3's filtered presets leave filter state in reused voices, so
+    a song would depend on the songs a worker rendered before it. The price is a load per song and
+    font (FluidR3_GM 1.4 s, FluidR3Mono_GM 1.3 s decoding its Ogg samples, TimGM6mb 0.02 s). Returns mono float32 ``(N,)`` arrays, N = song length.
+    """
+    if len(choice) != len(pm.instruments):
+        raise ValueError(f"{len(pm.instruments)} instruments but {len(choice)} font choices")
+    num_samples = song_num_samples(pm, sample_rate)
+    synths: dict[int, tuple] = {}
+    stems = []
+    for inst, k in zip(pm.instruments, choice):
+        if k not in synths:
+            synths[k] = _new_synth(Path(fonts[k]), sample_rate)
+        synth, sfid = synths[k]
+        stems.append(render_instrument(synth, sfid, inst, num_samples, sample_rate, Path(fonts[k])))
+    return stems
 
 
 def gated_rms(audio: np.ndarray) -> float:
