@@ -1,0 +1,146 @@
+"""A checkpoint on two course-sized test splits of the same songs: the in-domain font and a held-out one.
+
+    .venv/bin/python experiments/cross_font.py --ckpt checkpoints/demo
+
+Builds (or reuses) ``python -m activity.synth --size full --seed 0 --splits test`` twice: once with
+pretty_midi's TimGM6mb (in ``data/synth-full-test``, the split ``make demo`` scores) and once with
+``activity.synth.fonts.HELD_OUT_FONT`` (OPL3_FM, a family no training set may use; in
+``data/synth-full-test-OPL3_FM``). Same seed, so the same 225 songs, notes and stem levels: only the
+font differs. On each: clip-level macro-F1, micro-F1 and mAP over the 5 s clips (``activity.infer``'s
+path, the checkpoint's thresholds), frame-level macro-F1 over the whole songs (75 Hz, as
+experiments/eval_checkpoint.py), and the "present everywhere" baseline at both levels. Prints a
+Markdown table and writes the figures to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from activity.synth.fonts import HELD_OUT_FONT
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", type=Path, default=REPO / "checkpoints" / "demo", help="checkpoint folder")
+    p.add_argument("--data", type=Path, default=REPO / "data", help="folder the two test splits are built in (or found)")
+    p.add_argument("--in-domain-font", default="TimGM6mb", help="registered font (or path) of the in-domain split")
+    p.add_argument("--held-out-font", default=HELD_OUT_FONT, help="registered font (or path) of the held-out split")
+    p.add_argument("--size", default="full", help="build size whose test split is scored (full: 225 songs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of both splits")
+    p.add_argument("--workers", type=int, default=None, help="songs rendered in parallel (default: number of CPUs)")
+    p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
+    p.add_argument("--no-frames", action="store_true", help="clip level only (the frame level runs every whole song)")
+    p.add_argument("--json", type=Path, default=REPO / "reports" / "cross_font.json", help="where the figures go")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from activity.errors import run_command
+
+    return run_command(_run, build_parser().parse_args(argv))
+
+
+def split_folder(data: Path, font: str, size: str, seed: int) -> Path:
+    """``data/synth-full-test`` for TimGM6mb at seed 0 (``make demo``'s), else one named by font and seed."""
+    name = f"synth-{size}-test"
+    if font != "TimGM6mb":
+        name += f"-{Path(font).stem}"
+    if seed:
+        name += f"-s{seed}"
+    return data / name
+
+
+def score_split(model, device, root: Path, batch_size: int, frames: bool) -> dict:
+    """Clip and frame scores of ``model`` on ``root`` (slakh/test + test_track), with the baselines."""
+    import numpy as np
+
+    from activity.datasets import read_split
+    from activity.evaluate import average_precisions, clip_scores, frame_scores
+    from activity.infer import split_clip_probs, thresholds_of
+    from activity.plotting import available_tracks, predict_track
+
+    thresholds = thresholds_of(model, None)
+    index = read_split(root / "slakh", "test")
+    probs = split_clip_probs(model, index, batch_size, device)
+    clip = clip_scores(index.labels, probs, thresholds)
+    present = clip_scores(index.labels, np.ones_like(probs), 0.5)
+    result = {"root": str(root), "clips": len(index), "macro_f1": clip["macro_f1"], "micro_f1": clip["micro_f1"],
+              "mAP": clip["mAP"], "per_class_f1": clip["per_class_f1"],
+              "per_class_ap": [float(v) for v in average_precisions(index.labels, probs)],
+              "present_macro_f1": present["macro_f1"]}
+    if frames:
+        track_dir = root / "test_track"
+        truths, rolls = [], []
+        for track in available_tracks(track_dir):
+            song = predict_track(model, track_dir, track, thresholds, batch_size=batch_size, device=device)
+            if song.frame_truth is not None:
+                truths.append(song.frame_truth)
+                rolls.append(song.frame_probs)
+        truth = np.concatenate(truths, axis=1)
+        frame = frame_scores(truth, np.concatenate(rolls, axis=1), thresholds)
+        result.update(songs=len(truths), frame_macro_f1=frame["macro_f1"], frame_micro_f1=frame["micro_f1"],
+                      frame_present_macro_f1=frame_scores(truth, np.ones(truth.shape, dtype=np.float32), 0.5)["macro_f1"])
+    return result
+
+
+def _table(results: dict[str, dict]) -> str:
+    from activity.constants import CLASSES
+
+    rows = ["| split | clips | macro-F1 | \"present\" macro-F1 | micro-F1 | mAP | frame macro-F1 | \"present\" frame macro-F1 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for label, r in results.items():
+        frame = f"{r['frame_macro_f1']:.4f} | {r['frame_present_macro_f1']:.4f}" if "frame_macro_f1" in r else "- | -"
+        rows.append(f"| {label} | {r['clips']} | {r['macro_f1']:.4f} | {r['present_macro_f1']:.4f} | {r['micro_f1']:.4f} | "
+                    f"{r['mAP']:.4f} | {frame} |")
+    rows += ["", "| per class F1 / AP | " + " | ".join(CLASSES) + " |", "| --- |" + " ---: |" * len(CLASSES)]
+    for label, r in results.items():
+        rows.append(f"| {label} | " + " | ".join(f"{f:.3f} / {a:.3f}" for f, a in zip(r["per_class_f1"], r["per_class_ap"])) + " |")
+    return "\n".join(rows)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from activity.errors import ActivityError
+    from activity.fileio import write_json
+    from activity.synth import build_dataset
+    from activity.synth.fonts import FONTS, resolve_font
+
+    if args.in_domain_font == args.held_out_font:
+        raise ActivityError(f"--held-out-font {args.held_out_font} is the in-domain font too: a held-out font must differ")
+    both = {}
+    for role, font in (("in-domain", args.in_domain_font), ("held-out", args.held_out_font)):
+        resolve_font(font)  # a missing font fails here, naming its Debian package, before any work
+        both[role] = (font, split_folder(args.data, font, args.size, args.seed))
+    in_family, out_family = (FONTS[f].family if f in FONTS else None for f, _ in both.values())
+    if in_family is not None and in_family == out_family:
+        raise ActivityError(f"--held-out-font {args.held_out_font} shares samples with {args.in_domain_font} "
+                            f"(family {in_family}); choose a font of another family")
+    start = time.perf_counter()
+    for role, (font, root) in both.items():
+        print(f"{role} split: {font} in {root}", flush=True)
+        build_dataset(root, size=args.size, seed=args.seed, soundfonts=[font], splits=("test",), resume=True,
+                      workers=args.workers, progress=False)
+    built = time.perf_counter() - start
+    from activity.infer import load_model
+
+    model, device = load_model(args.ckpt, "auto")
+    results: dict[str, dict] = {}
+    for role, (font, root) in both.items():
+        t0 = time.perf_counter()
+        results[f"{role} ({Path(font).stem})"] = score_split(model, device, root, args.batch_size, not args.no_frames)
+        print(f"scored {role} in {time.perf_counter() - t0:.0f} s", flush=True)
+    write_json(args.json, {"ckpt": str(args.ckpt), "size": args.size, "seed": args.seed, "splits": results,
+                           "build_seconds": round(built, 1), "seconds": round(time.perf_counter() - start, 1)})
+    print(f"\n{args.ckpt}, {args.size} test split (seed {args.seed}), checkpoint thresholds:\n")
+    print(_table(results))
+    print(f"\nbuilt (or found) in {built:.0f} s, all in {time.perf_counter() - start:.0f} s; figures in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
