@@ -171,7 +171,7 @@ def test_stem_chain_draws_the_same_count_and_fits_the_stem() -> None:
             rng = np.random.default_rng(s)
             chain = draw_stem_chain(rng, program, is_drum, room)
             kinds[key] |= {name for name, _ in chain}
-            assert chain[-1][0] == "Reverb" and 0.0 <= chain[-1][1]["wet_level"] <= room["max_wet"]
+            assert chain[-1][0] == "Send" and 0.0 <= chain[-1][1]["level"] <= room["max_send"]
             states.append((s, rng.random()))
     # Whatever the stem, a chain consumes the same draws: one stem's chain never shifts the next one's.
     by_seed: dict[int, set[float]] = {}

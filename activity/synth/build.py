@@ -225,13 +225,18 @@ def render_with_options(pm: "pretty_midi.PrettyMIDI", seed: int, track: int, opt
     stems = render_stems_with(pm, RENDER_RATE, [Path(f) for f in options.fonts], choice)
     drawn: dict = {"fonts": [options.font_names[k] for k in choice]}
     if options.effects:
-        from .effects import apply_chain, apply_mix_chain, draw_mix_chain, draw_room, draw_stem_chain
+        from .effects import apply_chain, apply_mix_chain, draw_mix_chain, draw_room, draw_stem_chain, room_reverb, split_sends
 
         room = draw_room(effects_rng)
         chains = [draw_stem_chain(effects_rng, int(inst.program), bool(inst.is_drum), room) for inst in pm.instruments]
-        stems = [apply_chain(stem, RENDER_RATE, chain) for stem, chain in zip(stems, chains)]
+        sends = []
+        for i, chain in enumerate(chains):
+            plugins, send = split_sends(chain)
+            stems[i] = apply_chain(stems[i], RENDER_RATE, plugins)
+            sends.append(send)
         bus = draw_mix_chain(effects_rng)
-        mix = apply_mix_chain(mix_stems(stems, mix_rng), RENDER_RATE, bus, effects_rng)
+        mix = mix_stems(stems, mix_rng, sends=sends, reverb=room_reverb(room))
+        mix = apply_mix_chain(mix, RENDER_RATE, bus, effects_rng)
         drawn["effects"] = {"room": room, "stems": [[[n, p] for n, p in chain] for chain in chains], "mix": bus}
     else:
         mix = mix_stems(stems, mix_rng)

@@ -6,7 +6,8 @@ before levelling (:func:`draw_stem_chain`, :func:`apply_chain`) and the mix thro
 with gain and noise (:func:`draw_mix_chain`, :func:`apply_mix_chain`):
 
 - stems: high-pass and low-pass filters, a peak EQ band and a shelf, compression, drive on
-  guitar-like stems (General MIDI guitars, sometimes bass and organ), chorus on melodic stems, reverb;
+  guitar-like stems (General MIDI guitars, sometimes bass and organ), chorus on melodic stems, and
+  a send to the song's one reverb;
 - mix: bus compression, a gain, and white noise at a drawn signal-to-noise ratio.
 
 Every parameter is drawn from the generator a caller passes (the song's own, so a build stays
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..taxonomy import BASS, GUITAR, ORGAN, class_of
 
-EFFECTS_VERSION: int = 1
+EFFECTS_VERSION: int = 2
 """Bumped whenever the drawn chain changes, so a resumed build never mixes two chains."""
 
 
@@ -39,7 +40,8 @@ def draw_stem_chain(rng: np.random.Generator, program: int, is_drum: bool, room:
     """The chain for one stem: a list of ``(plugin name, parameters)`` in processing order.
 
     ``room`` (from :func:`draw_room`) is the song's shared reverb space; each stem draws only how
-    much of it it sends. Always draws the same number of values, whatever is switched on, so one
+    much it sends to it: the last entry, ``("Send", {"level": ...})``, is not a plugin but the
+    stem's level on the reverb bus (:func:`split_sends`, ``render.mix_stems``). Always draws the same number of values, whatever is switched on, so one
     stem's choices never shift the next stem's.
     """
     cls = None if is_drum else class_of(program)
@@ -74,16 +76,26 @@ def draw_stem_chain(rng: np.random.Generator, program: int, is_drum: bool, room:
               "centre_delay_ms": float(rng.uniform(5.0, 12.0)), "feedback": 0.0, "mix": float(rng.uniform(0.2, 0.5))}
     if u[7] < (0.0 if is_drum else 0.25):
         chain.append(("Chorus", chorus))
-    send = float(rng.uniform(0.0, room["max_wet"]))
-    chain.append(("Reverb", {"room_size": room["room_size"], "damping": room["damping"], "wet_level": send,
-                             "dry_level": 1.0, "width": 0.0}))
+    chain.append(("Send", {"level": float(rng.uniform(0.0, room["max_send"]))}))
     return [(name, _round(params)) for name, params in chain]
 
 
 def draw_room(rng: np.random.Generator) -> dict:
     """The song's reverb space: size, damping and the largest send any stem may draw."""
     return _round({"room_size": float(rng.uniform(0.1, 0.7)), "damping": float(rng.uniform(0.2, 0.8)),
-                   "max_wet": float(rng.uniform(0.05, 0.35))})
+                   "max_send": float(rng.uniform(0.05, 0.35))})
+
+
+def room_reverb(room: dict) -> dict:
+    """pedalboard ``Reverb`` parameters of the song's send bus: fully wet, mono."""
+    return {"room_size": room["room_size"], "damping": room["damping"], "wet_level": 1.0, "dry_level": 0.0, "width": 0.0}
+
+
+def split_sends(chain: list[tuple[str, dict]]) -> tuple[list[tuple[str, dict]], float]:
+    """A drawn stem chain without its ``Send`` entry, and the send level (0 when there is none)."""
+    plugins = [(n, p) for n, p in chain if n != "Send"]
+    sends = [p["level"] for n, p in chain if n == "Send"]
+    return plugins, float(sends[0]) if sends else 0.0
 
 
 def draw_mix_chain(rng: np.random.Generator) -> dict:

@@ -178,19 +178,31 @@ def gated_rms(audio: np.ndarray) -> float:
     return float(np.sqrt(gated.mean()))
 
 
-def mix_stems(stems: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def mix_stems(stems: list[np.ndarray], rng: np.random.Generator, sends: list[float] | None = None,
+              reverb: dict | None = None, sample_rate: int = RENDER_RATE) -> np.ndarray:
     """Level every stem to :data:`STEM_RMS` +- a few dB, sum, and scale so the peak is <= MIX_PEAK.
 
-    ``stems`` are mono ``(N,)`` arrays of one length; returns the mono float32 ``(N,)`` mix.
+    ``stems`` are mono ``(N,)`` arrays of one length; returns the mono float32 ``(N,)`` mix. With
+    ``sends`` (one linear level per stem) and ``reverb`` (pedalboard ``Reverb`` parameters), the
+    levelled stems also feed a send bus through one reverb (fully wet), added to the mix: one
+    reverb per song, as in a mixing desk, instead of one per stem.
     """
     if not stems:
         raise ValueError("a song needs at least one stem")
     mix = np.zeros_like(stems[0], dtype=np.float64)
-    for stem in stems:
+    bus = np.zeros_like(mix) if sends is not None else None
+    for i, stem in enumerate(stems):
         offset_db = float(rng.uniform(-STEM_OFFSET_DB, STEM_OFFSET_DB))
         rms = gated_rms(stem)
         if rms > 0:
-            mix += stem.astype(np.float64) * (STEM_RMS * 10 ** (offset_db / 20) / rms)
+            levelled = stem.astype(np.float64) * (STEM_RMS * 10 ** (offset_db / 20) / rms)
+            mix += levelled
+            if bus is not None and sends[i] > 0:
+                bus += levelled * sends[i]
+    if bus is not None and reverb is not None:
+        from .effects import apply_chain
+
+        mix += apply_chain(bus.astype(np.float32), sample_rate, [("Reverb", reverb)])
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     if peak > 0:
         # One gain for the whole song puts its peak between -7 and -1 dBFS: never clipped, and
