@@ -260,3 +260,48 @@ def test_bad_splits_are_refused(tmp_path: Path) -> None:
         build_dataset(tmp_path, size="tiny", splits=("test", "test"), workers=1, progress=False)
     with pytest.raises(ActivityError, match="--font-per must be one of"):
         build_dataset(tmp_path, size="tiny", font_per="bar", workers=1, progress=False)
+
+
+# ------------------------------------------------------------------------- experiments/cross_font.py
+
+
+def _cross_font():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import cross_font
+
+    return cross_font
+
+
+def test_cross_font_refuses_a_held_out_font_of_the_training_family(tmp_path: Path, capsys) -> None:
+    cross_font = _cross_font()
+    assert cross_font.main(["--size", "tiny", "--data", str(tmp_path), "--held-out-font", "TimGM6mb"]) == 2
+    assert "is the in-domain font too" in capsys.readouterr().err
+    if installed("sf_GMbank"):
+        assert cross_font.main(["--size", "tiny", "--data", str(tmp_path), "--held-out-font", "sf_GMbank"]) == 2
+        assert "shares samples with TimGM6mb (family TimGM6mb)" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir()), "nothing may be built before the fonts are checked"
+
+
+@pytest.mark.skipif(not installed(HELD_OUT_FONT), reason=f"{HELD_OUT_FONT} is not installed "
+                    f"(apt-get install {FONTS[HELD_OUT_FONT].package})")
+def test_cross_font_scores_both_splits_with_the_present_everywhere_baseline(tmp_path: Path) -> None:
+    cross_font = _cross_font()
+    out = tmp_path / "r.json"
+    code = cross_font.main(["--size", "tiny", "--data", str(tmp_path), "--workers", "1", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result["splits"]) == {"in-domain (TimGM6mb)", f"held-out ({HELD_OUT_FONT})"}
+    a, b = result["splits"]["in-domain (TimGM6mb)"], result["splits"][f"held-out ({HELD_OUT_FONT})"]
+    assert a["clips"] == b["clips"] == 6 and a["songs"] == b["songs"] == 2
+    labels = json.loads((tmp_path / "synth-tiny-test" / "slakh" / "test_labels.json").read_text())
+    truth = np.array(list(labels.values()))
+    share = truth.mean(axis=0)
+    # "present everywhere": F1 = 2p / (1 + p) per class with positives, 0 for a class with none.
+    expected = np.where(share > 0, 2 * share / (1 + share), 0.0).mean()
+    assert a["present_macro_f1"] == b["present_macro_f1"] == pytest.approx(expected)
+    for r in (a, b):
+        assert 0.0 <= r["macro_f1"] <= 1.0 and 0.0 <= r["frame_macro_f1"] <= 1.0 and 0.0 < r["mAP"] <= 1.0
+    manifest = json.loads((tmp_path / f"synth-tiny-test-{HELD_OUT_FONT}" / "manifest.json").read_text())
+    assert manifest["soundfont"]["name"] == Path(FONTS[HELD_OUT_FONT].path).name and manifest["built_splits"] == ["test"]
