@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="songs rendered in parallel (default: number of CPUs)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--no-frames", action="store_true", help="clip level only (the frame level runs every whole song)")
+    p.add_argument("--dtype", choices=("fp32", "auto"), default="fp32",
+                   help="CPU inference precision. auto is activity.predict's choice, bf16 on CPUs with AVX512-BF16 "
+                        "or AMX; on the Intel Xeon (AMX) of 2026-12-02 that costs the demo checkpoint 0.09 macro-F1 "
+                        "(experiments/RESULTS.md), so the measure runs in float32 unless told otherwise")
     p.add_argument("--json", type=Path, default=REPO / "reports" / "cross_font.json", help="where the figures go")
     return p
 
@@ -56,7 +60,7 @@ def split_folder(data: Path, font: str, size: str, seed: int) -> Path:
     return data / name
 
 
-def score_split(model, device, root: Path, batch_size: int, frames: bool) -> dict:
+def score_split(model, device, root: Path, batch_size: int, frames: bool, report: bool = True) -> dict:
     """Clip and frame scores of ``model`` on ``root`` (slakh/test + test_track), with the baselines."""
     import numpy as np
 
@@ -70,6 +74,11 @@ def score_split(model, device, root: Path, batch_size: int, frames: bool) -> dic
     probs = split_clip_probs(model, index, batch_size, device)
     clip = clip_scores(index.labels, probs, thresholds)
     present = clip_scores(index.labels, np.ones_like(probs), 0.5)
+    if report:
+        from activity.evaluate import binarize, classification_report
+
+        print(f"{root / 'slakh'} test, {len(index)} clips:\n{classification_report(index.labels, binarize(probs, thresholds))}",
+              flush=True)
     result = {"root": str(root), "clips": len(index), "macro_f1": clip["macro_f1"], "micro_f1": clip["micro_f1"],
               "mAP": clip["mAP"], "per_class_f1": clip["per_class_f1"],
               "per_class_ap": [float(v) for v in average_precisions(index.labels, probs)],
@@ -126,15 +135,19 @@ def _run(args: argparse.Namespace) -> int:
         build_dataset(root, size=args.size, seed=args.seed, soundfonts=[font], splits=("test",), resume=True,
                       workers=args.workers, progress=False)
     built = time.perf_counter() - start
+    from activity import predict
     from activity.infer import load_model
 
+    if args.dtype == "fp32":
+        # activity.infer and activity.plotting take no precision; on a CPU this is what "auto" consults.
+        predict.cpu_has_fast_bf16 = lambda: False
     model, device = load_model(args.ckpt, "auto")
     results: dict[str, dict] = {}
     for role, (font, root) in both.items():
         t0 = time.perf_counter()
         results[f"{role} ({Path(font).stem})"] = score_split(model, device, root, args.batch_size, not args.no_frames)
         print(f"scored {role} in {time.perf_counter() - t0:.0f} s", flush=True)
-    write_json(args.json, {"ckpt": str(args.ckpt), "size": args.size, "seed": args.seed, "splits": results,
+    write_json(args.json, {"ckpt": str(args.ckpt), "size": args.size, "seed": args.seed, "dtype": args.dtype, "splits": results,
                            "build_seconds": round(built, 1), "seconds": round(time.perf_counter() - start, 1)})
     print(f"\n{args.ckpt}, {args.size} test split (seed {args.seed}), checkpoint thresholds:\n")
     print(_table(results))
