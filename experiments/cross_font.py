@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of both splits")
     p.add_argument("--workers", type=int, default=None, help="songs rendered in parallel (default: number of CPUs)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
-    p.add_argument("--no-frames", action="store_true", help="clip level only (the frame level runs every whole song)")
+    p.add_argument("--levels", nargs="+", choices=("clip", "frame"), default=["clip", "frame"],
+                   help="what to score: the 5 s clips, the whole songs at 75 Hz (the slower), or both")
     p.add_argument("--dtype", choices=("fp32", "auto"), default="fp32",
                    help="CPU inference precision. auto is activity.predict's choice, bf16 on CPUs with AVX512-BF16 "
                         "or AMX; on the Intel Xeon (AMX) of 2026-12-02 that costs the demo checkpoint 0.09 macro-F1 "
@@ -60,29 +61,19 @@ def split_folder(data: Path, font: str, size: str, seed: int) -> Path:
     return data / name
 
 
-def score_split(model, device, root: Path, batch_size: int, frames: bool, report: bool = True) -> dict:
-    """Clip and frame scores of ``model`` on ``root`` (slakh/test + test_track), with the baselines."""
+def score_split(model, device, root: Path, batch_size: int, frames: bool, report: bool = True, clips: bool = True) -> dict:
+    """Clip and/or frame scores of ``model`` on ``root`` (slakh/test + test_track), with the baselines;
+    ``report`` prints the course's classification report of the clips."""
     import numpy as np
 
-    from activity.datasets import read_split
-    from activity.evaluate import average_precisions, clip_scores, frame_scores
-    from activity.infer import split_clip_probs, thresholds_of
+    from activity.evaluate import frame_scores
+    from activity.infer import thresholds_of
     from activity.plotting import available_tracks, predict_track
 
     thresholds = thresholds_of(model, None)
-    index = read_split(root / "slakh", "test")
-    probs = split_clip_probs(model, index, batch_size, device)
-    clip = clip_scores(index.labels, probs, thresholds)
-    present = clip_scores(index.labels, np.ones_like(probs), 0.5)
-    if report:
-        from activity.evaluate import binarize, classification_report
-
-        print(f"{root / 'slakh'} test, {len(index)} clips:\n{classification_report(index.labels, binarize(probs, thresholds))}",
-              flush=True)
-    result = {"root": str(root), "clips": len(index), "macro_f1": clip["macro_f1"], "micro_f1": clip["micro_f1"],
-              "mAP": clip["mAP"], "per_class_f1": clip["per_class_f1"],
-              "per_class_ap": [float(v) for v in average_precisions(index.labels, probs)],
-              "present_macro_f1": present["macro_f1"]}
+    result: dict = {"root": str(root)}
+    if clips:
+        result.update(_score_clips(model, device, root, batch_size, report, thresholds))
     if frames:
         track_dir = root / "test_track"
         truths, rolls = [], []
@@ -98,6 +89,27 @@ def score_split(model, device, root: Path, batch_size: int, frames: bool, report
     return result
 
 
+def _score_clips(model, device, root: Path, batch_size: int, report: bool, thresholds) -> dict:
+    import numpy as np
+
+    from activity.datasets import read_split
+    from activity.evaluate import average_precisions, clip_scores
+    from activity.infer import split_clip_probs
+
+    index = read_split(root / "slakh", "test")
+    probs = split_clip_probs(model, index, batch_size, device)
+    clip = clip_scores(index.labels, probs, thresholds)
+    present = clip_scores(index.labels, np.ones_like(probs), 0.5)
+    if report:
+        from activity.evaluate import binarize, classification_report
+
+        print(f"{root / 'slakh'} test, {len(index)} clips:\n{classification_report(index.labels, binarize(probs, thresholds))}",
+              flush=True)
+    return {"clips": len(index), "macro_f1": clip["macro_f1"], "micro_f1": clip["micro_f1"], "mAP": clip["mAP"],
+            "per_class_f1": clip["per_class_f1"], "per_class_ap": [float(v) for v in average_precisions(index.labels, probs)],
+            "present_macro_f1": present["macro_f1"]}
+
+
 def _table(results: dict[str, dict]) -> str:
     from activity.constants import CLASSES
 
@@ -105,11 +117,13 @@ def _table(results: dict[str, dict]) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for label, r in results.items():
         frame = f"{r['frame_macro_f1']:.4f} | {r['frame_present_macro_f1']:.4f}" if "frame_macro_f1" in r else "- | -"
-        rows.append(f"| {label} | {r['clips']} | {r['macro_f1']:.4f} | {r['present_macro_f1']:.4f} | {r['micro_f1']:.4f} | "
-                    f"{r['mAP']:.4f} | {frame} |")
+        clip = (f"{r['clips']} | {r['macro_f1']:.4f} | {r['present_macro_f1']:.4f} | {r['micro_f1']:.4f} | {r['mAP']:.4f}"
+                if "clips" in r else "- | - | - | - | -")
+        rows.append(f"| {label} | {clip} | {frame} |")
     rows += ["", "| per class F1 / AP | " + " | ".join(CLASSES) + " |", "| --- |" + " ---: |" * len(CLASSES)]
     for label, r in results.items():
-        rows.append(f"| {label} | " + " | ".join(f"{f:.3f} / {a:.3f}" for f, a in zip(r["per_class_f1"], r["per_class_ap"])) + " |")
+        if "clips" in r:
+                rows.append(f"| {label} | " + " | ".join(f"{f:.3f} / {a:.3f}" for f, a in zip(r["per_class_f1"], r["per_class_ap"])) + " |")
     return "\n".join(rows)
 
 
@@ -145,7 +159,8 @@ def _run(args: argparse.Namespace) -> int:
     results: dict[str, dict] = {}
     for role, (font, root) in both.items():
         t0 = time.perf_counter()
-        results[f"{role} ({Path(font).stem})"] = score_split(model, device, root, args.batch_size, not args.no_frames)
+        results[f"{role} ({Path(font).stem})"] = score_split(model, device, root, args.batch_size, "frame" in args.levels,
+                                                             clips="clip" in args.levels)
         print(f"scored {role} in {time.perf_counter() - t0:.0f} s", flush=True)
     write_json(args.json, {"ckpt": str(args.ckpt), "size": args.size, "seed": args.seed, "dtype": args.dtype, "splits": results,
                            "build_seconds": round(built, 1), "seconds": round(time.perf_counter() - start, 1)})
