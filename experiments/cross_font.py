@@ -120,6 +120,8 @@ def _table(results: dict[str, dict]) -> str:
         clip = (f"{r['clips']} | {r['macro_f1']:.4f} | {r['present_macro_f1']:.4f} | {r['micro_f1']:.4f} | {r['mAP']:.4f}"
                 if "clips" in r else "- | - | - | - | -")
         rows.append(f"| {label} | {clip} | {frame} |")
+    if not any("clips" in r for r in results.values()):
+        return "\n".join(rows)
     rows += ["", "| per class F1 / AP | " + " | ".join(CLASSES) + " |", "| --- |" + " ---: |" * len(CLASSES)]
     for label, r in results.items():
         if "clips" in r:
