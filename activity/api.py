@@ -38,6 +38,15 @@ def check_options(batch_size: int, threshold: float | None) -> None:
 
 
 @dataclass
+class SongScores:
+    """Frame-level (75 Hz) scores over the whole songs of a folder, their rolls concatenated in time."""
+
+    songs: int  # songs with MIDI that were scored
+    scores: dict[str, Any]  # micro_f1, macro_f1, per_class_f1 (activity.evaluate.frame_scores)
+    present_scores: dict[str, Any]  # the same for "present everywhere"
+
+
+@dataclass
 class SplitScores:
     """A checkpoint's scores on one split of the course's clip folders (M clips)."""
 
@@ -138,6 +147,27 @@ class Detector:
         index = read_split(Path(data), split)
         warn_length_fixed(index)
         return self.score_index(index)
+
+    def score_songs(self, track_dir: str | os.PathLike) -> SongScores:
+        """Run every song of ``track_dir`` (``.flac``/``.wav``/``.ogg`` + ``.mid``) whole and score its 75 Hz
+        roll against the MIDI; songs without MIDI are skipped. Raises :class:`ActivityError` if none has one."""
+        from .evaluate import frame_scores
+        from .plotting import available_tracks, predict_track
+
+        track_dir = Path(track_dir)
+        if not track_dir.is_dir():
+            raise ActivityError(f"song folder {track_dir} does not exist")
+        truths, probs = [], []
+        for track in available_tracks(track_dir):
+            result = predict_track(self, track_dir, track)
+            if result.frame_truth is not None:
+                truths.append(result.frame_truth)
+                probs.append(result.frame_probs)
+        if not truths:
+            raise ActivityError(f"no song in {track_dir} has a MIDI file beside it to score against")
+        truth, prob = np.concatenate(truths), np.concatenate(probs)
+        return SongScores(songs=len(truths), scores=frame_scores(truth, prob, self.thresholds),
+                          present_scores=frame_scores(truth, np.ones_like(prob), 0.5))
 
     def score_index(self, index: Any) -> SplitScores:
         """:meth:`score_split` for a split already read (a :class:`~activity.datasets.SplitIndex`)."""

@@ -30,28 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import numpy as np
 
     from activity.api import Detector
-    from activity.evaluate import frame_scores
-    from activity.plotting import available_tracks, predict_track
 
     start = time.perf_counter()
     detector = Detector(args.ckpt)
     clips = detector.score_split(args.root / "slakh", args.split)
-    track_dir = args.root / "test_track"
-    truths, probs = [], []
-    for track in available_tracks(track_dir):
-        result = predict_track(detector, track_dir, track)
-        if result.frame_truth is not None:
-            truths.append(result.frame_truth)
-            probs.append(result.frame_probs)
-    frames = frame_scores(np.concatenate(truths), np.concatenate(probs), detector.thresholds)
+    songs = detector.score_songs(args.root / "test_track")
     print(clips.report)
     print(f"clip level ({args.split}, {len(clips.index)} clips): macro-F1 {clips.scores['macro_f1']:.4f} "
           f"micro-F1 {clips.scores['micro_f1']:.4f} mAP {clips.scores['mAP']:.4f}")
-    print(f"frame level (75 Hz, {len(truths)} whole songs): macro-F1 {frames['macro_f1']:.4f} "
-          f"micro-F1 {frames['micro_f1']:.4f}")
+    print(f"frame level (75 Hz, {songs.songs} whole songs): macro-F1 {songs.scores['macro_f1']:.4f} "
+          f"micro-F1 {songs.scores['micro_f1']:.4f}")
     print(f"took {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -125,15 +125,13 @@ def test_page_loads_draws_and_seeks(browser, tmp_path: Path) -> None:
 
 def test_pages_of_infer_and_plot_pianoroll_load(browser, synth_root: Path, tmp_path: Path) -> None:
     """The pages the two commands write for a synthetic test song (tiny random model) load cleanly."""
-    import sys
 
     import torch
 
     from activity import infer
     from activity.model import ActivityModel
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import plot_pianoroll
+    from activity import pianoroll as plot_pianoroll  # what plot_pianoroll.py runs
 
     torch.manual_seed(0)
     ckpt = ActivityModel.from_encoder("tiny", gru_hidden=8, gru_layers=1).save_pretrained(tmp_path / "ckpt")

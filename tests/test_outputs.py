@@ -203,10 +203,8 @@ def test_segment_and_event_scores() -> None:
 def test_plot_pianoroll_html(ckpt: Path, song, tmp_path: Path, capsys) -> None:
     import base64
     import io
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import plot_pianoroll
+    from activity import pianoroll as plot_pianoroll  # what plot_pianoroll.py runs
 
     audio, _ = song
     code = plot_pianoroll.main(["--track", "Track01950", "--test-track-dir", str(audio.parent), "--ckpt", str(ckpt),

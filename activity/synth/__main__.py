@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .build import DEFAULT_DATA_ROOT, SIZES
+    from .build import DEFAULT_DATA_ROOT, FONT_PER, SIZES, SPLITS
+    from .fonts import FONTS, HELD_OUT_FONT
 
     sizes = ", ".join(f"{name}: {sum(s.songs.values())} songs of {s.min_seconds:g}-{s.max_seconds:g} s"
                       for name, s in SIZES.items())
@@ -25,6 +26,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="same seed and size give byte-identical files")
     p.add_argument("--soundfont", type=Path, default=None,
                    help="an .sf2/.sf3 General MIDI SoundFont (default: pretty_midi's TimGM6mb.sf2)")
+    fonts = ", ".join(f"{n} ({s.package or 'pip'})" for n, s in FONTS.items())
+    p.add_argument("--soundfonts", nargs="+", default=None, metavar="NAME_OR_PATH",
+                   help=f"several SoundFonts, drawn per stem or per song (--font-per) and recorded in the manifest: "
+                        f"registered names with their Debian package ({fonts}) or .sf2/.sf3 paths. "
+                        f"{HELD_OUT_FONT} is the held-out font of experiments/cross_font.py: keep it out of training sets")
+    p.add_argument("--font-per", choices=FONT_PER, default="stem",
+                   help="with --soundfonts: draw a font for every stem, or one for all stems of a song")
+    p.add_argument("--effects", action="store_true",
+                   help="a seeded pedalboard chain: per stem filters, EQ, compression, drive on guitar-like stems, "
+                        "chorus, reverb; on the mix bus compression, gain and noise (activity.synth.effects)")
+    p.add_argument("--absence", action="store_true",
+                   help="more songs without bass, piano or guitar (absent from 25%%, 40%%, 30%% of songs instead of 6.5%%, 11%%, 8%%)")
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                   help="build only these splits (their songs are those of a build of all three); "
+                        "test alone is what `make demo` scores")
     p.add_argument("--workers", type=int, default=None, help="songs rendered in parallel (default: number of CPUs)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted build in OUT, keeping finished songs")
@@ -51,15 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = build_dataset(args.out, size=args.size, seed=args.seed, soundfont=args.soundfont,
                                  overwrite=args.overwrite, resume=args.resume, workers=args.workers,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, soundfonts=args.soundfonts, font_per=args.font_per,
+                                 effects=args.effects, absence=args.absence, splits=tuple(args.splits))
     except ActivityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: finished songs are kept; run again with --resume to continue in {args.out}", file=sys.stderr)
         return 130
+    fonts = "+".join(f["name"] for f in manifest["soundfonts"]) if "soundfonts" in manifest else manifest["soundfont"]["name"]
+    extras = "".join(f", {key}" for key in ("effects", "absence") if key in manifest)
     print(f"synthetic Slakh set in {args.out} (size {manifest['size']}, seed {manifest['seed']}, "
-          f"{manifest['soundfont']['name']}); share of clips on per class:")
+          f"{fonts}{extras}); share of clips on per class:")
     print(_summary(manifest))
     return 0
 

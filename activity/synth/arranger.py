@@ -549,6 +549,14 @@ PART_DRAWS: tuple[str, ...] = (
 )
 """The song-level choices of :func:`_orchestrate` that a build balances across a split (see ``draws``)."""
 
+PART_RATES: dict[str, float] = {"bass": 0.935, "piano": 0.89, "guitar": 0.92}
+"""Share of songs in which bass, piano and guitar play (by default): tuned to the course's clip shares."""
+
+ABSENCE_RATES: dict[str, float] = {"bass": 0.75, "piano": 0.6, "guitar": 0.7}
+"""The same with ``activity.synth --absence``: each of the three is missing from 25-40% of songs, so a
+model sees whole songs without it instead of 6-11%. A chosen setting, not a measured one: in real
+pop and rock, songs without piano are common and songs without bass or guitar are not rare."""
+
 LEAD_CLASSES = {WIND: 0.46, VOICE: 0.23, SYNTH: 0.30}
 COUNTER_CLASSES = {WIND: 0.5, SYNTH: 0.3, VOICE: 0.2}
 
@@ -564,19 +572,22 @@ def _class_programs(rng: np.random.Generator, cls: int) -> list[int]:
     return _synth_programs(rng) if cls == SYNTH else programs_of(cls)
 
 
-def _orchestrate(rng: np.random.Generator, song: Song, draws: dict[str, float] | None = None) -> list[Part]:
-    """The song's parts. ``draws`` gives a uniform [0, 1) number per :data:`PART_DRAWS` key (else ``rng``)."""
+def _orchestrate(rng: np.random.Generator, song: Song, draws: dict[str, float] | None = None,
+                 rates: dict[str, float] | None = None) -> list[Part]:
+    """The song's parts. ``draws`` gives a uniform [0, 1) number per :data:`PART_DRAWS` key (else ``rng``);
+    ``rates`` the share of songs with bass, piano and guitar (:data:`PART_RATES` when ``None``)."""
     def u(key: str) -> float:
         return float(draws[key]) if draws is not None else float(rng.random())
 
+    rates = PART_RATES if rates is None else rates
     parts = [_drum_part(rng, song)]
-    if u("bass") < 0.935:
+    if u("bass") < rates["bass"]:
         parts.append(_bass_part(rng, song, _pick(rng, programs_of(BASS))))
-    if u("piano") < 0.89:
+    if u("piano") < rates["piano"]:
         parts.append(_comp_part(rng, song, _pick(rng, programs_of(PIANO)), guitar=False))
         if rng.random() < 0.15:
             parts.append(_melody_part(rng, song, _pick(rng, programs_of(PIANO)), "line"))
-    if u("guitar") < 0.92:
+    if u("guitar") < rates["guitar"]:
         parts.append(_comp_part(rng, song, _pick(rng, programs_of(GUITAR)), guitar=True))
         if rng.random() < 0.3:
             second = _pick(rng, programs_of(GUITAR))
@@ -650,13 +661,16 @@ def _to_midi(song: Song, timed: list[tuple[Part, list[tuple[float, float, int, i
     return pm
 
 
-def arrange_song(rng: np.random.Generator, duration_s: float,
-                 draws: dict[str, float] | None = None) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+def arrange_song(rng: np.random.Generator, duration_s: float, draws: dict[str, float] | None = None,
+                 rates: dict[str, float] | None = None) -> "pretty_midi.PrettyMIDI":  # noqa: F821
     """A procedural song of about ``duration_s`` seconds of audio (notes end ``TAIL_S`` earlier).
 
     ``draws`` (one uniform [0, 1) number per :data:`PART_DRAWS` key) decides which parts play; a build
     spreads these evenly over a split's songs (``activity.synth.build.split_draws``) so that even a
     50-song split has the intended share of songs with each part. Without it they come from ``rng``.
+
+    ``rates`` overrides the share of songs with bass, piano and guitar (:data:`PART_RATES`,
+    :data:`ABSENCE_RATES`).
 
     Returns a ``PrettyMIDI`` with one instrument per stem (drums with ``is_drum``), at most 15 of them
     so that every melodic part gets its own MIDI channel.
@@ -674,5 +688,5 @@ def arrange_song(rng: np.random.Generator, duration_s: float,
     chords = _plan_chords(rng, key, minor, sections)
     scale = tuple((key + s) % 12 for s in (MINOR if minor else MAJOR))
     song = Song(tempo, beats_per_bar, key, minor, sections, chords, scale)
-    parts = _orchestrate(rng, song, draws)
+    parts = _orchestrate(rng, song, draws, rates)
     return _to_midi(song, _humanize(rng, song, parts, end_s=num_bars * bar_s))

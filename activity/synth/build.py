@@ -29,8 +29,9 @@ import numpy as np
 from ..constants import CLASSES, CLIP_SAMPLES, CLIP_SECONDS, NUM_CLASSES, SAMPLE_RATE
 from ..errors import ActivityError
 from ..fileio import atomic_path, write_json
-from .arranger import PART_DRAWS, arrange_song, clip_labels
-from .render import RENDER_RATE, check_soundfont, render_song, resolve_soundfont, soundfont_sha256
+from .arranger import ABSENCE_RATES, PART_DRAWS, arrange_song, clip_labels
+from .render import (RENDER_RATE, check_soundfont, mix_stems, render_song, render_stems_with, resolve_soundfont,
+                     soundfont_sha256)
 
 DEFAULT_DATA_ROOT: Path = Path(__file__).resolve().parents[2] / "data" / "synth-slakh"
 """``data/synth-slakh`` under the repository root (git-ignored), wherever the command runs from."""
@@ -47,6 +48,28 @@ TRACK_BANDS: dict[str, tuple[int, int]] = {"train": (1, 1500), "validation": (15
 
 EXAMPLE_TRACK = 1950
 """The course's ``plot_pianoroll.py --track Track01950`` example: in the test split at every size."""
+
+
+FONT_PER = ("stem", "song")
+"""How a build with several SoundFonts draws them: one per stem, or one per song for all its stems."""
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """How songs are rendered beyond size and seed: SoundFonts (paths and names, in the order given),
+    how fonts are drawn (:data:`FONT_PER`), the effects chain (:mod:`activity.synth.effects`), and
+    :data:`~activity.synth.arranger.ABSENCE_RATES` for bass, piano and guitar."""
+
+    fonts: tuple[str, ...]
+    font_names: tuple[str, ...]
+    font_per: str = "stem"
+    effects: bool = False
+    absence: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """One font and no effects: songs are rendered exactly as before these options existed."""
+        return len(self.fonts) == 1 and not self.effects
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,16 @@ def song_rngs(seed: int, track: int) -> tuple[np.random.Generator, np.random.Gen
     return np.random.default_rng(arrange_seq), np.random.default_rng(mix_seq)
 
 
+def song_option_rngs(seed: int, track: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Generators for a song's font choice and effects chain, independent of :func:`song_rngs`'.
+
+    ``SeedSequence.spawn(4)`` starts with the two children ``spawn(2)`` gives, so turning options on
+    leaves the arrangement and the stem levels of every song as they were.
+    """
+    font_seq, effects_seq = np.random.SeedSequence([seed, track]).spawn(4)[2:]
+    return np.random.default_rng(font_seq), np.random.default_rng(effects_seq)
+
+
 def split_of(track: int) -> str:
     """The split whose Slakh band holds track number ``track``."""
     for split, (first, last) in TRACK_BANDS.items():
@@ -110,22 +143,24 @@ def split_draws(seed: int, split: str, count: int) -> tuple[dict[str, float], ..
     return tuple({key: float(columns[key][j]) for key in PART_DRAWS} for j in range(count))
 
 
-def arrange_track(seed: int, track: int, size: str) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+def arrange_track(seed: int, track: int, size: str, absence: bool = False) -> "pretty_midi.PrettyMIDI":  # noqa: F821
     """The song a build of ``size`` with ``seed`` makes for ``track``, read back from its MIDI bytes."""
-    pm, _, _ = _arrange_with_bytes(seed, track, size)
+    pm, _, _ = _arrange_with_bytes(seed, track, size, absence)
     return pm
 
 
-def arrange_track_fast(seed: int, track: int, size: str) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+def arrange_track_fast(seed: int, track: int, size: str, absence: bool = False) -> "pretty_midi.PrettyMIDI":  # noqa: F821
     """:func:`arrange_track` without the MIDI round trip: the same notes to the tick, 3x faster."""
-    return _arrange(seed, track, size)[0]
+    return _arrange(seed, track, size, absence)[0]
 
 
-def _arrange(seed: int, track: int, size: str) -> tuple["pretty_midi.PrettyMIDI", np.random.Generator]:  # noqa: F821
+def _arrange(seed: int, track: int, size: str, absence: bool = False
+             ) -> tuple["pretty_midi.PrettyMIDI", np.random.Generator]:  # noqa: F821
     arrange_rng, mix_rng = song_rngs(seed, track)
     spec = SIZES[size]
     duration = float(arrange_rng.uniform(spec.min_seconds, spec.max_seconds))
-    return arrange_song(arrange_rng, duration, _draws_of(seed, track, size)), mix_rng
+    rates = ABSENCE_RATES if absence else None
+    return arrange_song(arrange_rng, duration, _draws_of(seed, track, size), rates), mix_rng
 
 
 def _draws_of(seed: int, track: int, size: str) -> dict[str, float]:
@@ -136,10 +171,10 @@ def _draws_of(seed: int, track: int, size: str) -> dict[str, float]:
     return split_draws(seed, split, len(tracks))[tracks.index(track)]
 
 
-def _arrange_with_bytes(seed: int, track: int, size: str):
+def _arrange_with_bytes(seed: int, track: int, size: str, absence: bool = False):
     import pretty_midi
 
-    pm, mix_rng = _arrange(seed, track, size)
+    pm, mix_rng = _arrange(seed, track, size, absence)
     buffer = io.BytesIO()
     pm.write(buffer)
     data = buffer.getvalue()
@@ -177,9 +212,42 @@ def _write_flac(path: Path, audio: np.ndarray, rate: int) -> None:
         soundfile.write(str(tmp), audio, rate, format="FLAC", subtype="PCM_16")
 
 
-def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont: str) -> dict:
+def render_with_options(pm: "pretty_midi.PrettyMIDI", seed: int, track: int, options: SynthOptions,  # noqa: F821
+                        mix_rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """The mix of a song with several fonts and/or effects, mono float32 ``(N,)`` at RENDER_RATE,
+    and what was drawn: ``{"fonts": font name per stem, "effects": {"room", "stems", "mix"}}``."""
+    font_rng, effects_rng = song_option_rngs(seed, track)
+    count = len(pm.instruments)
+    if options.font_per == "song":
+        choice = [int(font_rng.integers(len(options.fonts)))] * count
+    else:
+        choice = [int(k) for k in font_rng.integers(len(options.fonts), size=count)]
+    stems = render_stems_with(pm, RENDER_RATE, [Path(f) for f in options.fonts], choice)
+    drawn: dict = {"fonts": [options.font_names[k] for k in choice]}
+    if options.effects:
+        from .effects import apply_chain, apply_mix_chain, draw_mix_chain, draw_room, draw_stem_chain, room_reverb, split_sends
+
+        room = draw_room(effects_rng)
+        chains = [draw_stem_chain(effects_rng, int(inst.program), bool(inst.is_drum), room) for inst in pm.instruments]
+        sends = []
+        for i, chain in enumerate(chains):
+            plugins, send = split_sends(chain)
+            stems[i] = apply_chain(stems[i], RENDER_RATE, plugins)
+            sends.append(send)
+        bus = draw_mix_chain(effects_rng)
+        mix = mix_stems(stems, mix_rng, sends=sends, reverb=room_reverb(room))
+        mix = apply_mix_chain(mix, RENDER_RATE, bus, effects_rng)
+        drawn["effects"] = {"room": room, "stems": [[[n, p] for n, p in chain] for chain in chains], "mix": bus}
+    else:
+        mix = mix_stems(stems, mix_rng)
+    return mix, drawn
+
+
+def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont: str,
+               options: SynthOptions | None = None) -> dict:
     """Arrange, render and write one song; returns its record (clip name -> labels).
 
+    ``options`` (several fonts, effects, absence) default to one font, ``soundfont``, and none.
     The song's files are written first, each atomically; the record under ``.progress`` last, so a
     song counts as done only when all of its files are complete.
     """
@@ -187,8 +255,13 @@ def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont
 
     root = Path(out)
     name = track_name(track)
-    pm, midi_bytes, mix_rng = _arrange_with_bytes(seed, track, size)
-    mix = render_song(pm, RENDER_RATE, soundfont, mix_rng)
+    absence = options is not None and options.absence
+    pm, midi_bytes, mix_rng = _arrange_with_bytes(seed, track, size, absence)
+    drawn: dict = {}
+    if options is None or options.plain:
+        mix = render_song(pm, RENDER_RATE, soundfont, mix_rng)
+    else:
+        mix, drawn = render_with_options(pm, seed, track, options, mix_rng)
     mix24 = resample(mix, RENDER_RATE, SAMPLE_RATE)
     peak = float(np.max(np.abs(mix24)))
     if peak >= 0.999:  # resampling overshoot: turn both versions down alike
@@ -208,7 +281,7 @@ def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont
         _write_bytes(root / "test_track" / f"{name}.mid", midi_bytes)
     _write_bytes(root / "slakh" / "midi" / f"{name}.mid", midi_bytes)
     record = {"track": name, "split": split, "seconds": round(mix.shape[0] / RENDER_RATE, 6),
-              "instruments": [[int(i.program), bool(i.is_drum)] for i in pm.instruments], "clips": clips}
+              "instruments": [[int(i.program), bool(i.is_drum)] for i in pm.instruments], "clips": clips, **drawn}
     write_json(root / PROGRESS / f"{name}.json", record)
     return record
 
@@ -233,38 +306,75 @@ def read_manifest(out: Path) -> dict | None:
 def _files_match(out: Path, manifest: dict) -> bool:
     """A cheap check that the files a manifest promises are there (counts, not contents)."""
     try:
-        for split in SPLITS:
+        for split in manifest["splits"]:
             info = manifest["splits"][split]
             if not (out / "slakh" / f"{split}_labels.json").is_file():
                 return False
             if sum(1 for n in os.listdir(out / "slakh" / split) if n.endswith(".npy")) != info["clips"]:
                 return False
+        if "test" not in manifest["splits"]:
+            return True
         flacs = sum(1 for n in os.listdir(out / "test_track") if n.endswith(".flac"))
         return flacs == manifest["splits"]["test"]["songs"]
     except (OSError, KeyError, TypeError):
         return False
 
 
-def is_complete(out: str | os.PathLike) -> bool:
-    """Whether ``out`` holds a finished synthetic set (manifest written and its files present)."""
+def is_complete(out: str | os.PathLike, splits: tuple[str, ...] = ()) -> bool:
+    """Whether ``out`` holds a finished synthetic set (manifest written and its files present)
+    with at least the ``splits`` named (any when empty)."""
     manifest = read_manifest(Path(out))
-    return manifest is not None and _files_match(Path(out), manifest)
+    return manifest is not None and all(s in manifest["splits"] for s in splits) and _files_match(Path(out), manifest)
 
 
-def _params(size: str, seed: int, soundfont: Path) -> dict:
-    return {"format_version": FORMAT_VERSION, "size": size, "seed": seed,
-            "soundfont": {"name": soundfont.name, "sha256": soundfont_sha256(soundfont)}}
+# Keys a build writes only when they differ from the defaults, so that a plain build's manifest
+# (and every set built before they existed) reads as it always did.
+_OPTION_KEYS = ("soundfonts", "font_per", "effects", "absence", "built_splits")
+
+
+def _params(size: str, seed: int, soundfont: Path, options: SynthOptions | None = None,
+            splits: tuple[str, ...] = SPLITS) -> dict:
+    params = {"format_version": FORMAT_VERSION, "size": size, "seed": seed,
+              "soundfont": {"name": soundfont.name, "sha256": soundfont_sha256(soundfont)}}
+    if options is not None and len(options.fonts) > 1:
+        params["soundfonts"] = [{"name": n, "file": Path(f).name, "sha256": soundfont_sha256(f)}
+                                for n, f in zip(options.font_names, options.fonts)]
+        params["font_per"] = options.font_per
+    if options is not None and options.effects:
+        from .effects import EFFECTS_VERSION
+
+        params["effects"] = {"library": "pedalboard", "version": _pedalboard_version(), "chain_version": EFFECTS_VERSION}
+    if options is not None and options.absence:
+        params["absence"] = dict(ABSENCE_RATES)
+    if tuple(splits) != SPLITS:
+        params["built_splits"] = list(splits)
+    return params
+
+
+def _pedalboard_version() -> str:
+    import pedalboard
+
+    return str(pedalboard.__version__)
 
 
 def _same_params(found: dict, wanted: dict) -> bool:
-    keys = ("format_version", "size", "seed")
-    return all(found.get(k) == wanted[k] for k in keys) and \
+    keys = ("format_version", "size", "seed") + _OPTION_KEYS
+    return all(found.get(k) == wanted.get(k) for k in keys) and \
         (found.get("soundfont") or {}).get("sha256") == wanted["soundfont"]["sha256"]
 
 
 def _describe(params: dict) -> str:
     font = params.get("soundfont") or {}
-    return f"size={params.get('size')}, seed={params.get('seed')}, soundfont={font.get('name')} (sha256 {str(font.get('sha256'))[:12]})"
+    fonts = params.get("soundfonts")
+    text = f"size={params.get('size')}, seed={params.get('seed')}, "
+    if fonts:
+        text += f"soundfonts={'+'.join(str(f.get('name')) for f in fonts)} per {params.get('font_per')}"
+    else:
+        text += f"soundfont={font.get('name')} (sha256 {str(font.get('sha256'))[:12]})"
+    for key in ("effects", "absence", "built_splits"):
+        if params.get(key):
+            text += f", {key}={params[key] if key == 'built_splits' else 'on'}"
+    return text
 
 
 def _clear(out: Path) -> None:
@@ -324,13 +434,13 @@ def _shares(labels: list[list[int]]) -> dict[str, float]:
 def _manifest(params: dict, records: dict[str, list[dict]]) -> dict:
     splits: dict[str, dict] = {}
     all_labels: list[list[int]] = []
-    for split in SPLITS:
+    for split in params.get("built_splits", SPLITS):
         labels = [lab for r in records[split] for lab in r["clips"].values()]
         all_labels += labels
         tracks = sorted(r["track"] for r in records[split])
         splits[split] = {"songs": len(tracks), "clips": len(labels), "first_track": tracks[0] if tracks else None,
                          "last_track": tracks[-1] if tracks else None, "class_shares": _shares(labels)}
-    return {
+    manifest = {
         "complete": True,
         **params,
         "classes": list(CLASSES),
@@ -341,6 +451,17 @@ def _manifest(params: dict, records: dict[str, list[dict]]) -> dict:
         "overall": {"songs": sum(s["songs"] for s in splits.values()), "clips": len(all_labels),
                     "class_shares": _shares(all_labels)},
     }
+    drawn = {r["track"]: {k: r[k] for k in ("fonts", "effects") if k in r}
+             for split in records for r in records[split] if "fonts" in r}
+    if drawn:
+        # Which font played each stem (instruments in MIDI order) and the effects drawn for it.
+        manifest["tracks"] = dict(sorted(drawn.items()))
+        counts: dict[str, int] = {}
+        for info in drawn.values():
+            for name in info["fonts"]:
+                counts[name] = counts.get(name, 0) + 1
+        manifest["font_stems"] = dict(sorted(counts.items()))
+    return manifest
 
 
 def _log(progress: bool, message: str) -> None:
@@ -383,14 +504,48 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
 # ------------------------------------------------------------------------------------------ API
 
 
+def _resolve_options(soundfont: Path | None, soundfonts: list[str] | None, font_per: str, effects: bool,
+                     absence: bool) -> tuple[Path, SynthOptions]:
+    """The first (or only) font's path and the options; every font loaded once to fail early."""
+    from .fonts import resolve_font
+
+    if font_per not in FONT_PER:
+        raise ActivityError(f"--font-per must be one of {', '.join(FONT_PER)}, got {font_per!r}")
+    if soundfonts:
+        if soundfont is not None:
+            raise ActivityError("--soundfont and --soundfonts exclude each other: give every font to --soundfonts")
+        resolved = [resolve_font(value) for value in soundfonts]
+        paths = [p for _, p in resolved]
+        if len(set(paths)) != len(paths):
+            raise ActivityError(f"--soundfonts names one file twice: {' '.join(str(v) for v in soundfonts)}")
+        names = [n for n, _ in resolved]
+    else:
+        path = resolve_soundfont(soundfont)
+        names, paths = [path.stem], [path]
+    for path in paths:
+        check_soundfont(path)
+    if effects:
+        try:
+            import pedalboard  # noqa: F401
+        except ImportError:
+            raise ActivityError("--effects needs pedalboard: .venv/bin/python -m pip install pedalboard==0.9.26") from None
+    return paths[0], SynthOptions(tuple(str(p) for p in paths), tuple(names), font_per, effects, absence)
+
+
 def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path | None = None,
                   overwrite: bool = False, resume: bool = False, workers: int | None = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, soundfonts: list[str] | None = None, font_per: str = "stem",
+                  effects: bool = False, absence: bool = False, splits: tuple[str, ...] | None = None) -> dict:
     """Build (or finish) the synthetic Slakh set of ``size`` in ``out``; returns its manifest.
 
-    A complete set with the same size, seed and SoundFont is left as it is. ``resume`` continues an
+    A complete set with the same size, seed and options is left as it is. ``resume`` continues an
     interrupted build; ``overwrite`` deletes a previous set first. Without either, a non-empty
     ``out`` is refused. ``workers`` processes render songs (default: CPU count).
+
+    ``soundfonts`` (registered names of :mod:`activity.synth.fonts` or paths; instead of
+    ``soundfont``) are drawn per stem or per song (``font_per``); ``effects`` runs the seeded chain of
+    :mod:`activity.synth.effects`; ``absence`` uses ``ABSENCE_RATES`` for bass, piano and guitar;
+    ``splits`` builds only those splits (their songs are the same as in a build of all three).
     """
     if size not in SIZES:
         raise ActivityError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
@@ -402,9 +557,13 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers < 1:
         raise ActivityError(f"--workers must be at least 1, got {workers}")
-    font = resolve_soundfont(soundfont)
-    check_soundfont(font)
-    params = _params(size, seed, font)
+    splits = SPLITS if splits is None else tuple(splits)
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown or not splits or len(set(splits)) != len(splits):
+        raise ActivityError(f"--splits takes distinct names among {', '.join(SPLITS)}, got {' '.join(splits) or 'none'}")
+    splits = tuple(split for split in SPLITS if split in splits)
+    font, options = _resolve_options(soundfont, soundfonts, font_per, effects, absence)
+    params = _params(size, seed, font, options, splits)
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise ActivityError(f"--out {out} is a file, not a folder")
@@ -441,24 +600,24 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
     write_json(out / PROGRESS / "params.json", params)
     stale = _remove_stale_temporaries(out)
     spec = SIZES[size]
-    records: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    records: dict[str, list[dict]] = {split: [] for split in splits}
     jobs: list[tuple] = []
-    for split in SPLITS:
+    for split in splits:
         for track in track_numbers(split, spec.songs[split]):
             record = _finished_record(out, split, track)
             if record is not None:
                 records[split].append(record)
             else:
-                jobs.append((str(out), split, track, seed, size, str(font)))
-    total = sum(spec.songs.values())
+                jobs.append((str(out), split, track, seed, size, str(font), None if options.plain and not absence else options))
+    total = sum(spec.songs[split] for split in splits)
     if total - len(jobs):
         _log(progress, f"resuming in {out}: {total - len(jobs)} of {total} songs already done"
                        + (f", {stale} unfinished temporary files removed" if stale else ""))
-    _log(progress, f"rendering {len(jobs)} songs ({size}, seed {seed}, {font.name}) into {out} with {min(workers, max(len(jobs), 1))} worker(s)")
+    _log(progress, f"rendering {len(jobs)} songs ({_describe(params)}) into {out} with {min(workers, max(len(jobs), 1))} worker(s)")
     for record in _run_jobs(jobs, workers, progress):
         records[record["split"]].append(record)
 
-    for split in SPLITS:
+    for split in splits:
         labels = {name: lab for r in records[split] for name, lab in r["clips"].items()}
         write_json(out / "slakh" / f"{split}_labels.json", dict(sorted(labels.items())))
     manifest = _manifest(params, records)
@@ -469,7 +628,7 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
 def ensure_dataset(root: Path = DEFAULT_DATA_ROOT, size: str = "demo") -> Path:
     """``root`` when it holds a complete synthetic set; otherwise build (or resume) it there first."""
     root = Path(root)
-    if is_complete(root):
+    if is_complete(root, SPLITS):
         return root
     print(f"no complete synthetic set in {root}: building it (size {size}); this happens once", file=sys.stderr)
     build_dataset(root, size=size, resume=True)

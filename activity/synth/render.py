@@ -53,7 +53,7 @@ def resolve_soundfont(soundfont: str | os.PathLike | None) -> Path:
     return path.resolve()
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def _soundfont_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
@@ -143,6 +143,29 @@ def render_stems(pm: "pretty_midi.PrettyMIDI", sample_rate: int, soundfont: str 
     return [render_instrument(synth, sfid, inst, num_samples, sample_rate, path) for inst in pm.instruments]
 
 
+def render_stems_with(pm: "pretty_midi.PrettyMIDI", sample_rate: int, fonts: list[Path],  # noqa: F821
+                      choice: list[int]) -> list[np.ndarray]:
+    """Instrument ``i`` of ``pm`` rendered alone with SoundFont ``fonts[choice[i]]``.
+
+    Each font used gets its own synthesizer, new for this song and playing its stems in song order,
+    so the result depends only on ``choice``. A synthesizer kept from song to song, even reset
+    (``tsf_reset``), would not do: FluidR3's filtered presets leave filter state in reused voices, so
+    a song would depend on the songs a worker rendered before it. The price is a load per song and
+    font (FluidR3_GM 1.4 s, FluidR3Mono_GM 1.3 s decoding its Ogg samples, TimGM6mb 0.02 s). Returns mono float32 ``(N,)`` arrays, N = song length.
+    """
+    if len(choice) != len(pm.instruments):
+        raise ValueError(f"{len(pm.instruments)} instruments but {len(choice)} font choices")
+    num_samples = song_num_samples(pm, sample_rate)
+    synths: dict[int, tuple] = {}
+    stems = []
+    for inst, k in zip(pm.instruments, choice):
+        if k not in synths:
+            synths[k] = _new_synth(Path(fonts[k]), sample_rate)
+        synth, sfid = synths[k]
+        stems.append(render_instrument(synth, sfid, inst, num_samples, sample_rate, Path(fonts[k])))
+    return stems
+
+
 def gated_rms(audio: np.ndarray) -> float:
     """RMS over the frames that are within 50 dB of the loudest one, so rests do not count."""
     usable = audio.shape[0] // _GATE_FRAME * _GATE_FRAME
@@ -155,19 +178,31 @@ def gated_rms(audio: np.ndarray) -> float:
     return float(np.sqrt(gated.mean()))
 
 
-def mix_stems(stems: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def mix_stems(stems: list[np.ndarray], rng: np.random.Generator, sends: list[float] | None = None,
+              reverb: dict | None = None, sample_rate: int = RENDER_RATE) -> np.ndarray:
     """Level every stem to :data:`STEM_RMS` +- a few dB, sum, and scale so the peak is <= MIX_PEAK.
 
-    ``stems`` are mono ``(N,)`` arrays of one length; returns the mono float32 ``(N,)`` mix.
+    ``stems`` are mono ``(N,)`` arrays of one length; returns the mono float32 ``(N,)`` mix. With
+    ``sends`` (one linear level per stem) and ``reverb`` (pedalboard ``Reverb`` parameters), the
+    levelled stems also feed a send bus through one reverb (fully wet), added to the mix: one
+    reverb per song, as in a mixing desk, instead of one per stem.
     """
     if not stems:
         raise ValueError("a song needs at least one stem")
     mix = np.zeros_like(stems[0], dtype=np.float64)
-    for stem in stems:
+    bus = np.zeros_like(mix) if sends is not None else None
+    for i, stem in enumerate(stems):
         offset_db = float(rng.uniform(-STEM_OFFSET_DB, STEM_OFFSET_DB))
         rms = gated_rms(stem)
         if rms > 0:
-            mix += stem.astype(np.float64) * (STEM_RMS * 10 ** (offset_db / 20) / rms)
+            levelled = stem.astype(np.float64) * (STEM_RMS * 10 ** (offset_db / 20) / rms)
+            mix += levelled
+            if bus is not None and sends[i] > 0:
+                bus += levelled * sends[i]
+    if bus is not None and reverb is not None:
+        from .effects import apply_chain
+
+        mix += apply_chain(bus.astype(np.float32), sample_rate, [("Reverb", reverb)])
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     if peak > 0:
         # One gain for the whole song puts its peak between -7 and -1 dBFS: never clipped, and

@@ -58,6 +58,7 @@ class SoundFontLayout:
         """Names of the samples both presets play, sorted; empty when they share none."""
         common = self.presets[a].samples & self.presets[b].samples
         return sorted({self.sample_names[i] for i in common})
+_KNOWN_IDS = frozenset({b"LIST", *(name.encode() for name in _RECORDS), b"pmod", b"imod"})
 
 
 def _chunks(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -66,7 +67,12 @@ def _chunks(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int
     while offset + 8 <= end:
         chunk_id, size = struct.unpack_from("<4sI", data, offset)
         yield chunk_id, offset + 8, size
-        offset += 8 + size + (size & 1)  # bodies are padded to even length
+        padded = offset + 8 + size + (size & 1)  # bodies are padded to even length...
+        # ...except in some .sf3 files (Debian's FluidR3Mono_GM.sf3): take the unpadded end when
+        # only it starts a chunk this reader knows.
+        if size & 1 and data[padded:padded + 4] not in _KNOWN_IDS and data[padded - 1:padded + 3] in _KNOWN_IDS:
+            padded -= 1
+        offset = padded
 
 
 def _name(raw: bytes) -> str:
