@@ -79,7 +79,7 @@ def predict_file_streaming(
     """
     from tqdm import tqdm
 
-    from .predict import predict_clips, predict_song, window_starts
+    from .predict import predict_song, window_starts
 
     path = Path(path)
     name = f"audio file {path}"
@@ -91,23 +91,10 @@ def predict_file_streaming(
         # Every array below is allocated once (and grown only if the header's length was short): many
         # small allocations kept alive between big temporary ones fragment glibc's heap, which then
         # grows with the song even though nothing leaks.
-        out = _Outputs(expected)
-        batch = np.empty((batch_size, CLIP_SAMPLES), dtype=np.float32)
-        count = 0  # windows in batch
-        batch_first = 0  # index of batch[0] among the song's windows
+        feeder = _WindowFeeder(model, _Outputs(expected), bar, batch_size, device, dtype)
         # buf[:fill] holds the samples [buf_start, buf_start + fill) of the 24 kHz song.
         buf = np.empty(2 * CLIP_SAMPLES + 4 * BLOCK_FRAMES, dtype=np.float32)
         fill = buf_start = next_window = 0
-
-        def run_batch() -> None:
-            nonlocal count, batch_first
-            result = predict_clips(model, batch[:count], batch_size=batch_size, device=device, dtype=dtype)
-            for j in range(count):
-                out.put(batch_first + j, result.clip_probs[j], result.frame_probs[j])
-            bar.update(count)
-            batch_first += count
-            count = 0
-
         for block in generate():
             if block.size == 0:
                 continue
@@ -118,12 +105,8 @@ def predict_file_streaming(
             buf[fill : fill + block.size] = block
             fill += block.size
             while next_window + CLIP_SAMPLES <= buf_start + fill:
-                offset = next_window - buf_start
-                batch[count] = buf[offset : offset + CLIP_SAMPLES]
-                count += 1
+                feeder.add(buf[next_window - buf_start : next_window - buf_start + CLIP_SAMPLES])
                 next_window += CLIP_SAMPLES
-                if count == batch_size:
-                    run_batch()
             # Keep what the next regular window and a possible tail window (<= 5 s + one hop back) need.
             keep_from = min(next_window, buf_start + fill - CLIP_SAMPLES - HOP)
             if keep_from > buf_start:
@@ -143,13 +126,42 @@ def predict_file_streaming(
     starts = window_starts(length)
     segments = length // CLIP_SAMPLES
     if len(starts) > segments:  # the tail window, ending at the song's end, batched after the others
-        offset = starts[-1] - buf_start
-        batch[count] = buf[offset : offset + CLIP_SAMPLES]
-        count += 1
-    if count:
-        run_batch()
+        feeder.add(buf[starts[-1] - buf_start : starts[-1] - buf_start + CLIP_SAMPLES])
+    feeder.flush()
     bar.close()
-    return out.song(starts, segments, length)
+    return feeder.out.song(starts, segments, length)
+
+
+class _WindowFeeder:
+    """Collects 5 s windows into one preallocated batch and runs the model when it is full (or flushed)."""
+
+    def __init__(self, model, out: "_Outputs", bar, batch_size: int, device, dtype) -> None:
+        self.model, self.out, self.bar = model, out, bar
+        self.batch_size, self.device, self.dtype = batch_size, device, dtype
+        self.batch = np.empty((batch_size, CLIP_SAMPLES), dtype=np.float32)
+        self.count = 0  # windows in the batch
+        self.first = 0  # index of batch[0] among the song's windows
+
+    def add(self, window: np.ndarray) -> None:
+        """Queue one ``(CLIP_SAMPLES,)`` window (copied); runs the batch when it is full."""
+        self.batch[self.count] = window
+        self.count += 1
+        if self.count == self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the queued windows and put their outputs in place."""
+        from .predict import predict_clips
+
+        if not self.count:
+            return
+        result = predict_clips(self.model, self.batch[: self.count], batch_size=self.batch_size, device=self.device,
+                               dtype=self.dtype)
+        for j in range(self.count):
+            self.out.put(self.first + j, result.clip_probs[j], result.frame_probs[j])
+        self.bar.update(self.count)
+        self.first += self.count
+        self.count = 0
 
 
 class _Outputs:

@@ -532,21 +532,9 @@ def _resolve_options(soundfont: Path | None, soundfonts: list[str] | None, font_
     return paths[0], SynthOptions(tuple(str(p) for p in paths), tuple(names), font_per, effects, absence)
 
 
-def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path | None = None,
-                  overwrite: bool = False, resume: bool = False, workers: int | None = None,
-                  progress: bool = True, soundfonts: list[str] | None = None, font_per: str = "stem",
-                  effects: bool = False, absence: bool = False, splits: tuple[str, ...] | None = None) -> dict:
-    """Build (or finish) the synthetic Slakh set of ``size`` in ``out``; returns its manifest.
-
-    A complete set with the same size, seed and options is left as it is. ``resume`` continues an
-    interrupted build; ``overwrite`` deletes a previous set first. Without either, a non-empty
-    ``out`` is refused. ``workers`` processes render songs (default: CPU count).
-
-    ``soundfonts`` (registered names of :mod:`activity.synth.fonts` or paths; instead of
-    ``soundfont``) are drawn per stem or per song (``font_per``); ``effects`` runs the seeded chain of
-    :mod:`activity.synth.effects`; ``absence`` uses ``ABSENCE_RATES`` for bass, piano and guitar;
-    ``splits`` builds only those splits (their songs are the same as in a build of all three).
-    """
+def _check_build_args(size: str, seed: int, overwrite: bool, resume: bool, workers: int | None,
+                      splits: tuple[str, ...] | None) -> tuple[int, tuple[str, ...]]:
+    """Refuse bad build arguments; the worker count (default: CPU count) and the splits in canonical order."""
     if size not in SIZES:
         raise ActivityError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -561,13 +549,14 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
     unknown = [split for split in splits if split not in SPLITS]
     if unknown or not splits or len(set(splits)) != len(splits):
         raise ActivityError(f"--splits takes distinct names among {', '.join(SPLITS)}, got {' '.join(splits) or 'none'}")
-    splits = tuple(split for split in SPLITS if split in splits)
-    font, options = _resolve_options(soundfont, soundfonts, font_per, effects, absence)
-    params = _params(size, seed, font, options, splits)
-    out = Path(out).expanduser()
+    return workers, tuple(split for split in SPLITS if split in splits)
+
+
+def _prepare_out(out: Path, params: dict, overwrite: bool, resume: bool, progress: bool) -> dict | None:
+    """Check ``out`` against the build asked for: the manifest of a complete identical set (nothing to do),
+    or None once ``out`` may be built into (cleared for ``overwrite``); raises for any other state."""
     if out.exists() and not out.is_dir():
         raise ActivityError(f"--out {out} is a file, not a folder")
-
     existing = read_manifest(out) if out.is_dir() else None
     if existing is not None and not overwrite:
         if not _same_params(existing, params):
@@ -594,6 +583,31 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
         else:
             raise ActivityError(f"{out} is not empty: pass --resume to continue an interrupted build there, "
                                 f"--overwrite to replace it, or choose another --out")
+    return None
+
+
+def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path | None = None,
+                  overwrite: bool = False, resume: bool = False, workers: int | None = None,
+                  progress: bool = True, soundfonts: list[str] | None = None, font_per: str = "stem",
+                  effects: bool = False, absence: bool = False, splits: tuple[str, ...] | None = None) -> dict:
+    """Build (or finish) the synthetic Slakh set of ``size`` in ``out``; returns its manifest.
+
+    A complete set with the same size, seed and options is left as it is. ``resume`` continues an
+    interrupted build; ``overwrite`` deletes a previous set first. Without either, a non-empty
+    ``out`` is refused. ``workers`` processes render songs (default: CPU count).
+
+    ``soundfonts`` (registered names of :mod:`activity.synth.fonts` or paths; instead of
+    ``soundfont``) are drawn per stem or per song (``font_per``); ``effects`` runs the seeded chain of
+    :mod:`activity.synth.effects`; ``absence`` uses ``ABSENCE_RATES`` for bass, piano and guitar;
+    ``splits`` builds only those splits (their songs are the same as in a build of all three).
+    """
+    workers, splits = _check_build_args(size, seed, overwrite, resume, workers, splits)
+    font, options = _resolve_options(soundfont, soundfonts, font_per, effects, absence)
+    params = _params(size, seed, font, options, splits)
+    out = Path(out).expanduser()
+    done = _prepare_out(out, params, overwrite, resume, progress)
+    if done is not None:
+        return done
 
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a manifest is only ever there for a finished set
