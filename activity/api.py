@@ -124,6 +124,52 @@ class Detector:
         return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
                             progress=progress, audio_sink=audio_sink)
 
+    def predict_and_save(self, path: str | os.PathLike, out: str | os.PathLike, formats: Iterable[str] = ("npz", "csv", "json"),
+                         midi: str | os.PathLike | None = None, name: str | None = None,
+                         min_duration: float | None = None, min_gap: float | None = None) -> "Any":
+        """Predict one audio file and write its outputs (``formats``, see :mod:`activity.outputs`) to ``out/name.*``.
+
+        ``midi``: the song's MIDI; its truth goes into the outputs (html, json) and the song is scored:
+        frame F1 at 75 Hz and segment- and event-based F1 (:mod:`activity.sed_metrics`), in
+        ``result.scores``. ``name``: the files' stem (default: the audio's). ``min_duration``/``min_gap``:
+        the event rule in seconds (:mod:`activity.events`; defaults there). Every file is written atomically.
+        Returns the :class:`~activity.outputs.SongOutputs` with ``written`` (format -> path) set on it.
+        """
+        from .evaluate import frame_scores
+        from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, check_rule
+        from .outputs import SongOutputs, parse_formats, write_outputs
+
+        min_duration = DEFAULT_MIN_DURATION if min_duration is None else min_duration
+        min_gap = DEFAULT_MIN_GAP if min_gap is None else min_gap
+        check_rule(min_duration, min_gap)
+        formats = parse_formats(",".join(formats))
+        path = Path(path)
+        encoder = None
+        if "html" in formats:
+            from .html_view import OggEncoder
+
+            encoder = OggEncoder()
+        song = self.predict_file(path, audio_sink=encoder)
+        frame_truth = segment_truth = None
+        if midi is not None:
+            from .midi import frame_roll, segment_roll
+
+            frame_truth = frame_roll(midi, num_frames=song.frame_probs.shape[0])
+            segment_truth = segment_roll(midi, num_segments=song.segment_probs.shape[0])
+        name = path.stem if name is None else name
+        outputs = SongOutputs.from_prediction(
+            song, name, str(path), self.thresholds, min_duration=min_duration, min_gap=min_gap,
+            ogg=encoder.finish() if encoder is not None else None, frame_truth=frame_truth, segment_truth=segment_truth)
+        if frame_truth is not None:
+            from .sed_metrics import SongTruth, sed_scores
+
+            outputs.truth = SongTruth(name, outputs.frame_probs, frame_truth, song.duration)
+            sed = sed_scores([outputs.truth], self.thresholds, min_duration, min_gap)
+            outputs.scores = {"midi": str(midi), "frame": frame_scores(frame_truth, song.frame_probs, self.thresholds),
+                              **(sed or {})}
+        outputs.written = write_outputs(outputs, Path(out), formats)
+        return outputs
+
     def split_probs(self, index: Any) -> np.ndarray:
         """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
 

@@ -98,8 +98,7 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
     from .constants import CLASSES
     from .evaluate import frame_scores
     from .events import check_rule
-    from .midi import frame_roll, segment_roll
-    from .outputs import SongOutputs, check_writable, write_outputs
+    from .outputs import check_writable
     from .sed_metrics import SongTruth, sed_scores
 
     check_rule(args.min_duration, args.min_gap)
@@ -118,38 +117,20 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
 
             load_midi(midi_path)  # a MIDI that does not parse fails before the prediction, not after
             check_midi_length(midi_path, path, _seconds(path))
-        encoder = None
-        if "html" in formats:
-            from .html_view import OggEncoder
-
-            encoder = OggEncoder()
-        song = detector.predict_file(path, audio_sink=encoder)
-        frame_truth = segment_truth = None
-        if midi_path is not None:
-            frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[0])
-            segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[0])
         # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
         count = stems.get(path.stem, 0)
         stems[path.stem] = count + 1
         name = path.stem if count == 0 else f"{path.stem}-{count + 1}"
-        outputs = SongOutputs.from_prediction(
-            song, name, str(path), thresholds, min_duration=args.min_duration, min_gap=args.min_gap,
-            ogg=encoder.finish() if encoder is not None else None, frame_truth=frame_truth,
-            segment_truth=segment_truth)
-        frames = sed = None
-        if frame_truth is not None:
-            truth = SongTruth(name, outputs.frame_probs, frame_truth, song.duration)
-            scored.append(truth)
-            frames = frame_scores(frame_truth, song.frame_probs, thresholds)
-            sed = sed_scores([truth], thresholds, args.min_duration, args.min_gap)
-            outputs.scores = {"midi": str(midi_path), "frame": frames, **(sed or {})}
-        written = write_outputs(outputs, out, formats)
+        song = detector.predict_and_save(path, out, formats, midi=midi_path, name=name,
+                                         min_duration=args.min_duration, min_gap=args.min_gap)
         active = [c for c, on in zip(CLASSES, (song.segment_probs >= thresholds).any(0)) if on]
-        suffixes = "/".join(p.name[len(name):] for p in written.values())
+        suffixes = "/".join(p.name[len(name):] for p in song.written.values())
         print(f"{path}: {song.frame_probs.shape[0]} frames, {song.segment_probs.shape[0]} segments, "
-              f"{len(outputs.events)} events -> {out / name}{{{suffixes}}}; active: {', '.join(active) or 'nothing'}")
-        if frames is not None:
-            _print_scores(f"scores against {midi_path}:", frames, sed, args.min_duration, args.min_gap)
+              f"{len(song.events)} events -> {out / name}{{{suffixes}}}; active: {', '.join(active) or 'nothing'}")
+        if song.truth is not None:
+            scored.append(song.truth)
+            sed = {k: v for k, v in song.scores.items() if k not in ("midi", "frame")} or None
+            _print_scores(f"scores against {midi_path}:", song.scores["frame"], sed, args.min_duration, args.min_gap)
         elif args.midi:
             print(f"  no MIDI named {path.stem}.mid among --midi: predicted only, no scores")
     if len(scored) > 1:

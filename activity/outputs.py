@@ -29,6 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,9 @@ class SongOutputs:
     frame_truth: np.ndarray | None = None
     segment_truth: np.ndarray | None = None
     events: list = field(default_factory=list)
-    scores: dict | None = None  # scores against the MIDI (activity.audio_job), written into the JSON
+    scores: dict | None = None  # scores against the MIDI (Detector.predict_and_save), written into the JSON
+    truth: Any = None  # the activity.sed_metrics.SongTruth scored, when there is MIDI
+    written: dict = field(default_factory=dict)  # format -> path, once written
 
     @classmethod
     def from_prediction(cls, song, name: str, source: str, thresholds: np.ndarray, **kwargs) -> "SongOutputs":

@@ -93,3 +93,23 @@ def test_score_split_is_the_report_of_its_probabilities(synth_root: Path, tiny: 
     assert scores.report_dict["macro avg"]["f1-score"] == pytest.approx(scores.scores["macro_f1"])
     with pytest.raises(ActivityError, match="does not exist"):
         detector.score_split(synth_root / "slakh", "nosuchsplit")
+
+
+def test_predict_and_save_owns_the_output_files(synth_root: Path, tiny: ActivityModel, tmp_path: Path) -> None:
+    import json
+
+    detector = Detector(tiny, dtype="fp32")
+    song = synth_root / "test_track" / "Track01950.flac"
+    result = detector.predict_and_save(song, tmp_path / "out", formats=("npz", "json", "audacity"),
+                                       midi=song.with_suffix(".mid"))
+    assert set(result.written) == {"npz", "json", "audacity"}
+    assert all(p.parent == tmp_path / "out" and p.name.startswith("Track01950") for p in result.written.values())
+    # The same numbers as predicting the file: the library and the command line write one thing.
+    expected = detector.predict_file(song)
+    with np.load(result.written["npz"]) as npz:
+        np.testing.assert_array_equal(npz["probs"], expected.frame_probs)
+    saved = json.loads(result.written["json"].read_text())
+    assert saved["scores"]["frame"]["macro_f1"] == pytest.approx(result.scores["frame"]["macro_f1"])
+    assert result.truth is not None and result.truth.frame_truth.shape == expected.frame_probs.shape
+    with pytest.raises(ActivityError, match="format"):
+        detector.predict_and_save(song, tmp_path / "o2", formats=("mp3",))
