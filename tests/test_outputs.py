@@ -117,13 +117,18 @@ def test_unwritable_out_folder(ckpt: Path, song, tmp_path: Path, capsys) -> None
     assert f"error: --out {blocker / 'sub'}: cannot write there" in capsys.readouterr().err
 
 
-def test_midi_longer_than_the_audio_is_refused(ckpt: Path, song, tmp_path: Path, capsys) -> None:
+def one_piano_note(path: Path, end: float) -> Path:
+    """A MIDI file with one piano note from 0 s to ``end`` s."""
     pm = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(program=0)
-    piano.notes.append(pretty_midi.Note(velocity=90, pitch=60, start=0.0, end=300.0))
+    piano.notes.append(pretty_midi.Note(velocity=90, pitch=60, start=0.0, end=end))
     pm.instruments.append(piano)
-    wrong = tmp_path / "wrong.mid"
-    pm.write(str(wrong))
+    pm.write(str(path))
+    return path
+
+
+def test_midi_longer_than_the_audio_is_refused(ckpt: Path, song, tmp_path: Path, capsys) -> None:
+    wrong = one_piano_note(tmp_path / "wrong.mid", 300.0)
     code = infer.main(["--ckpt", str(ckpt), "--audio", str(song[0]), "--midi", str(wrong), "--out", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
@@ -131,12 +136,7 @@ def test_midi_longer_than_the_audio_is_refused(ckpt: Path, song, tmp_path: Path,
 
 
 def test_midi_much_shorter_than_the_audio_warns(ckpt: Path, song, tmp_path: Path, capsys) -> None:
-    pm = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(program=0)
-    piano.notes.append(pretty_midi.Note(velocity=90, pitch=60, start=0.0, end=3.0))
-    pm.instruments.append(piano)
-    short = tmp_path / "short.mid"
-    pm.write(str(short))
+    short = one_piano_note(tmp_path / "short.mid", 3.0)
     code = infer.main(["--ckpt", str(ckpt), "--audio", str(song[0]), "--midi", str(short), "--out", str(tmp_path / "o"),
                        "--formats", "json"])
     assert code == 0
