@@ -186,8 +186,9 @@ def positional_conv_in_float32(encoder: nn.Module) -> None:
     embed.__class__ = _FLOAT32_CLASSES[cls]
 
 
-# model -> (weights signature, asked dtype, module to run); entries go with their model.
-_FAST_MODELS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, torch.dtype, nn.Module]]" = weakref.WeakKeyDictionary()
+# model -> (weights signature, asked dtype, fast copy or None for "the model itself"); entries go with their
+# model (so a value must never hold the model: it would keep its own key alive).
+_FAST_MODELS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, torch.dtype, nn.Module | None]]" = weakref.WeakKeyDictionary()
 
 
 def _weights_signature(model: nn.Module) -> tuple:
@@ -217,8 +218,9 @@ def build_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return fast.eval()
 
 
-def _checked_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """:func:`build_fast_model`, compared with ``model``'s own float32 forward on the probe clip first."""
+def _checked_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module | None:
+    """:func:`build_fast_model`, compared with ``model``'s own float32 forward on the probe clip first;
+    None where even a float32 copy disagrees (then the model itself runs)."""
     device = torch.device("cpu")
     reference = reference_output(model, device)
     fast = build_fast_model(model, dtype)
@@ -232,7 +234,7 @@ def _checked_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     if deviation > FAST_COPY_TOLERANCE and next(fast.encoder.parameters()).dtype == torch.float32:
         print(f"the CPU fast path disagrees with the model's own float32 forward (max {deviation:.2g}); "
               "using the model itself", file=sys.stderr)
-        return model
+        return None
     return fast
 
 
@@ -251,4 +253,4 @@ def inference_model(model: nn.Module, device: torch.device, dtype: torch.dtype) 
     if cached is None or cached[0] != signature or cached[1] != dtype:
         cached = (signature, dtype, _checked_fast_model(model, dtype))
         _FAST_MODELS[model] = cached
-    return cached[2], False
+    return (model if cached[2] is None else cached[2]), False

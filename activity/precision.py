@@ -16,7 +16,7 @@ wrong for some shapes (its AMX kernel for the encoder's grouped positional convo
 error of 1.17 for the ``compact`` shape). So whatever runs in bf16 is first compared with float32 on a
 fixed probe clip (:func:`probe_clips`, :func:`output_deviation`); where the clip or frame probabilities
 differ by more than :data:`BF16_TOLERANCE`, float32 is used instead and one line says so. The CPU fast
-copy of :mod:`activity.cpu_inference` does this when it is built; the autocast path (training,
+copy of :mod:`activity.cpu_kernels` does this when it is built; the autocast path (training,
 validation, CUDA) through :func:`checked_autocast_dtype`, once per model and process.
 """
 
@@ -38,15 +38,15 @@ from .errors import ActivityError
 BF16_MIN_SPEEDUP: float = 1.3
 """``auto`` picks bf16 on a CPU only when its timed bf16 product is at least this much faster than float32.
 
-The margin keeps the choice stable against timing noise: measured ratios are about 5 on AMX and about 0.6
-on AVX512-BF16 without AMX, far from 1.
+The margin keeps the choice stable against timing noise: measured ratios were 4 and more with AMX and
+0.74-0.83 with AMX capped off (AVX512-BF16 kernels), on a Xeon shared with other jobs; far from 1 either way.
 """
 
 BF16_TOLERANCE: float = 0.05
 """Largest absolute difference of any clip or frame probability on the probe clips between a bf16 path and
-float32 that is accepted. Correct bf16 kernels stay within 0.02 of float32 for the shipped checkpoint on
+float32 that is accepted. Correct bf16 kernels stay within 0.023 of float32 for the shipped checkpoint on
 every oneDNN ISA measured (experiments/RESULTS.md, "One answer on every CPU"); the broken AMX positional
-convolution moved them by 0.3 and more."""
+convolution moved them by 0.08 (``tiny``) to 0.97 (the shipped checkpoint)."""
 
 FAST_COPY_TOLERANCE: float = 1e-3
 """The same bound for a float32 fast copy against the model's own float32 forward (they differ only by
