@@ -2,7 +2,7 @@
 
     from activity import Detector
 
-    detector = Detector("checkpoints/demo")              # device="auto", dtype="auto", batch_size=8
+    detector = Detector("checkpoints/demo")              # device: CUDA if any, dtype="auto", batch_size=8
     song = detector.predict_file("song.flac")            # any length, rate and channel count
     song.frame_probs                                     # (T, 9) at 75 Hz, song.frame_times (T,) s
     song.segment_probs                                   # (S, 9) per 5 s segment
@@ -63,13 +63,14 @@ class Detector:
 
     ``model``: a checkpoint folder (``config.json`` + ``model.safetensors`` [+ ``thresholds.json``]) or an
     :class:`~activity.model.ActivityModel` already in memory (used as it is, on its own device unless
-    ``device`` is given). ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+    ``device`` is given). ``device``: ``auto`` (CUDA when available; what None means for a checkpoint
+    folder), ``cpu``, ``cuda``, ``cuda:N``.
     ``dtype``: ``auto``, ``bf16`` or ``fp32`` (:func:`activity.precision.resolve_dtype`; bf16 is checked
     against float32 before use). ``threshold``: one decision threshold for every class instead of the
     checkpoint's tuned ones (0.5 where it has none). Bad values raise :class:`ActivityError` naming the flag.
     """
 
-    def __init__(self, model: "str | os.PathLike | Any" = DEMO_CHECKPOINT, *, device: Any = "auto",
+    def __init__(self, model: "str | os.PathLike | Any" = DEMO_CHECKPOINT, *, device: Any = None,
                  dtype: Any = "auto", batch_size: int = 8, threshold: float | None = None) -> None:
         from .evaluate import as_thresholds
         from .model import ActivityModel
