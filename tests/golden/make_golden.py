@@ -34,7 +34,7 @@ def checkpoint_sha256(folder: Path = CHECKPOINT) -> str:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        root = build_dataset(Path(tmp) / "tiny", size="tiny", seed=0, workers=1, progress=False)
+        build_dataset(Path(tmp) / "tiny", size="tiny", seed=0, workers=1, progress=False)
         clips = np.stack([load_clip(Path(tmp) / "tiny" / "slakh" / name)[0] for name in CLIPS])
     pcm = np.round(np.clip(clips, -1.0, 32767 / 32768) * 32768).astype(np.int16)
     np.savez_compressed(HERE / "demo_clips.npz", clips=pcm, names=np.array(CLIPS))
