@@ -14,9 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .constants import DTYPE_CHOICES, DTYPE_HELP
-
 from .api import DEMO_CHECKPOINT
+from .constants import DTYPE_CHOICES, DTYPE_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:

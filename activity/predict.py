@@ -108,9 +108,10 @@ def _run(model, batches: Iterable[torch.Tensor], device: torch.device, dtype: to
     model.eval()
     try:
         from .cpu_kernels import inference_model
+        from .precision import autocast
 
-        runner, autocast = inference_model(model, device, dtype)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        runner, use_autocast = inference_model(model, device, dtype)
+        with torch.inference_mode(), autocast(device, torch.bfloat16 if use_autocast else torch.float32):
             for batch in batches:
                 if length is None:
                     length = batch.shape[1]
