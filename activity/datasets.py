@@ -4,7 +4,8 @@
 ``.npy`` header) and raises one :class:`~activity.errors.ActivityError` that names the file and what is
 wrong. :class:`ClipDataset` then serves ``(waveform, labels, frame truth)`` triples; frame truth at
 75 Hz exists when the song's MIDI is in ``DIR/midi/TrackNNNNN.mid`` (the synthetic set writes it;
-for the course's data a user can copy Slakh's MIDI there).
+for the course's data a user can copy Slakh's MIDI there). With :class:`~activity.remix.RemixOptions`
+a share of the training items is remixed from the clip's own stems (``DIR/stems/``, :mod:`activity.remix`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .audio import load_clip
 from .constants import CLASSES, CLIP_SAMPLES, HOP, NUM_CLASSES, num_frames
 from .errors import ActivityError
+
+if TYPE_CHECKING:
+    from .remix import RemixOptions
 
 SPLITS = ("train", "validation", "test")
 CLIP_NAME = re.compile(r"^(?P<track>Track\d+)_(?P<segment>\d+)\.npy$")
@@ -200,15 +205,38 @@ class ClipDataset:
 
     Item ``i`` is ``(waveform (120000,) float32, labels (9,) float32, frames (374, 9) float32,
     has_frames bool)``; frames are zeros when the clip has no MIDI truth.
+
+    With ``remix``, each item whose clip has stems is remixed with probability ``remix.prob``
+    (:func:`activity.remix.remix_clip`), drawn from a generator seeded by ``(seed, epoch, i)``:
+    the same item of the same epoch is the same remix in any worker and after a resume. Call
+    :meth:`set_epoch` before each epoch's loader is made.
     """
 
-    def __init__(self, index: SplitIndex, with_frames: bool = True) -> None:
+    def __init__(self, index: SplitIndex, with_frames: bool = True, remix: RemixOptions | None = None,
+                 seed: int = 0) -> None:
         self.index = index
         if with_frames:
             self.frames, self.has_frames = clip_frame_truth(index)
         else:
             self.frames = np.zeros((len(index), CLIP_FRAMES, NUM_CLASSES), dtype=np.uint8)
             self.has_frames = np.zeros(len(index), dtype=bool)
+        self.remix = remix
+        self.seed = seed
+        self.epoch = 0
+        self.stems: list[Path | None] = [None] * len(index)
+        if remix is not None:
+            from .remix import stems_path
+
+            paths = [stems_path(index.root, index.split, f.name) for f in index.files]
+            self.stems = [p if p.is_file() else None for p in paths]
+
+    @property
+    def with_stems(self) -> int:
+        """How many clips have stems to remix."""
+        return sum(p is not None for p in self.stems)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.index)
@@ -217,10 +245,21 @@ class ClipDataset:
         import torch
 
         waveform, _ = load_clip(self.index.files[i])
+        labels = self.index.labels[i]
+        frames = self.frames[i]
+        if self.remix is not None and self.stems[i] is not None:
+            from .remix import read_clip_stems, remix_clip
+
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if rng.random() < self.remix.prob:
+                audio, groups = read_clip_stems(self.stems[i])
+                mixed = remix_clip(audio, groups, labels, frames, float(np.max(np.abs(waveform))), rng, self.remix)
+                if mixed is not None:
+                    waveform, labels, frames = mixed
         return (
             torch.from_numpy(waveform),
-            torch.from_numpy(self.index.labels[i].astype(np.float32)),
-            torch.from_numpy(self.frames[i].astype(np.float32)),
+            torch.from_numpy(labels.astype(np.float32)),
+            torch.from_numpy(frames.astype(np.float32)),
             bool(self.has_frames[i]),
         )
 
@@ -239,6 +278,14 @@ class ConcatClipDataset:
         self.offsets = np.cumsum([0] + [len(p) for p in parts])
         self.has_frames = np.concatenate([p.has_frames for p in parts])
 
+    @property
+    def with_stems(self) -> int:
+        return sum(p.with_stems for p in self.parts)
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.parts:
+            part.set_epoch(epoch)
+
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
@@ -249,7 +296,17 @@ class ConcatClipDataset:
         return self.parts[part][i - int(self.offsets[part])]
 
 
-def training_set(indexes: list[SplitIndex], with_frames: bool = True) -> ClipDataset | ConcatClipDataset:
-    """One dataset over the training splits of one or more folders."""
-    parts = [ClipDataset(index, with_frames=with_frames) for index in indexes]
+def training_set(indexes: list[SplitIndex], with_frames: bool = True, remix: RemixOptions | None = None,
+                 seed: int = 0) -> ClipDataset | ConcatClipDataset:
+    """One dataset over the training splits of one or more folders; ``remix`` and ``seed`` as in :class:`ClipDataset`.
+
+    Part ``k`` remixes with seed ``seed + k``, so two builds' same-numbered clips draw differently.
+    """
+    parts = [ClipDataset(index, with_frames=with_frames, remix=remix, seed=seed + k) for k, index in enumerate(indexes)]
+    if remix is not None and not any(p.with_stems for p in parts):
+        from .remix import STEMS_FOLDER
+
+        folders = ", ".join(str(index.root / STEMS_FOLDER / index.split) for index in indexes)
+        raise ActivityError(f"--remix-prob needs the clips' stems, and {folders} hold none; build the set with "
+                            f"python -m activity.synth --stems")
     return parts[0] if len(parts) == 1 else ConcatClipDataset(parts)

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the 75 Hz frame BCE where MIDI truth exists (DATA/midi/TrackNNNNN.mid); 0 = clip labels only")
     g.add_argument("--mix-prob", type=float, default=0.0,
                    help="probability that a training clip is summed with another clip of the batch (labels united)")
+    g.add_argument("--remix-prob", type=float, default=0.0,
+                   help="share of training clips remixed from their own stems (a set built with activity.synth --stems): "
+                        "random groups dropped and gains drawn, labels and 75 Hz truth following the groups kept")
+    g.add_argument("--remix-keep", type=float, default=0.6,
+                   help="with --remix-prob: chance each stem group (a class, or the drums) is kept in a remix")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, dropout and mixing")
     g = p.add_argument_group("machine")
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
@@ -189,7 +194,8 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.encoder_dropout is not None and not 0.0 <= args.encoder_dropout < 1.0:
         raise ActivityError(f"--encoder-dropout must be in [0, 1), got {args.encoder_dropout}")
     for flag, value in {"--warmup": args.warmup, "--mix-prob": args.mix_prob, "--mask-time-prob": args.mask_time_prob,
-                        "--gru-dropout": args.gru_dropout}.items():
+                        "--gru-dropout": args.gru_dropout, "--remix-prob": args.remix_prob,
+                        "--remix-keep": args.remix_keep}.items():
         if not 0.0 <= value <= 1.0:
             raise ActivityError(f"{flag} must be in [0, 1], got {value}")
     for flag, value in {"--lr-head": args.lr_head, "--lr-encoder": args.lr_encoder,
@@ -389,7 +395,15 @@ def _read_data(args: argparse.Namespace, log, is_main: bool):
         log(f"found {len(index)} {index.split} clips from {songs} songs in {index.root / index.split}")
         if is_main:
             warn_length_fixed(index)
-    train_set = training_set(train_indexes, with_frames=args.frame_loss_weight > 0)
+    remix = None
+    if args.remix_prob > 0:
+        from .remix import RemixOptions
+
+        remix = RemixOptions(prob=args.remix_prob, keep=args.remix_keep)
+    train_set = training_set(train_indexes, with_frames=args.frame_loss_weight > 0, remix=remix, seed=args.seed)
+    if remix is not None:
+        log(f"remixing {args.remix_prob:.0%} of the items of the {train_set.with_stems} of {len(train_set)} training "
+            f"clips that have stems (each group kept with chance {args.remix_keep:g})")
     if args.frame_loss_weight > 0:
         log(f"frame truth (75 Hz, from each folder's midi/) for {int(train_set.has_frames.sum())} of {len(train_set)} training clips")
     return train_set, val_index
@@ -532,6 +546,7 @@ def _epoch_loader(run: Run):
     args, state = run.args, run.state
     batches = _epoch_batches(len(run.train_set), args.batch_size, args.seed, state.epoch, run.rank, run.world)
     batches = batches[: run.steps_per_epoch * args.grad_accum]
+    run.train_set.set_epoch(state.epoch)  # before the workers copy the dataset
     return torch.utils.data.DataLoader(
         run.train_set, batch_sampler=batches[state.step_in_epoch * args.grad_accum :],
         num_workers=args.num_workers, persistent_workers=False,

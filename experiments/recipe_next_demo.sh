@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The recipe of the next checkpoints/demo (issue 19): training data in several SoundFonts with the effects
-# chain and more songs without bass/piano/guitar, training from today's checkpoint, and the cross-font
-# measure. One script, the same on a CPU and a GPU; nothing here needs the network.
+# chain and more songs without bass/piano/guitar, training from today's checkpoint with a share of the
+# clips remixed from their own stems, and the cross-font measure. One script, the same on a CPU and a GPU; nothing here needs the network.
 #
 #   SIZE=tiny STEPS=4 BATCH=2 bash experiments/recipe_next_demo.sh     # a smoke run on the CPU, minutes
 #   SIZE=full STEPS=6000 BATCH=32 WORKERS=15 bash experiments/recipe_next_demo.sh   # on a GPU machine
@@ -11,7 +11,9 @@
 #   picks the best model, every build's training split trains it.  FONTS [the four training fonts of
 #   activity.synth.fonts.TRAINING_FONTS; names or .sf2/.sf3 paths: on a machine without apt, copy
 #   /usr/share/sounds/sf2/{sf_GMbank,FluidR3_GM}.sf2 and sf3/FluidR3Mono_GM.sf3 along and name the paths]
-#   FONT_PER [stem]  EXTRA_SYNTH ["--effects --absence"]  STEPS [6000]  BATCH [32]  WORKERS [CPU count]
+#   FONT_PER [stem]  EXTRA_SYNTH ["--effects --absence"]  STEM_BUILDS [1]: how many builds (the first ones)
+#   keep their training clips' stems (--stems: 21 GB more per full-size build, so a 64 GB disk holds one)
+#   REMIX [0.5]: --remix-prob of training (0 = no remixing)  STEPS [6000]  BATCH [32]  WORKERS [CPU count]
 #   INIT [checkpoints/demo]  OUT [runs/next-demo]  DATA [data]
 # The held-out font (OPL3_FM) is refused in FONTS: the cross-font score would no longer be held out.
 set -euo pipefail
@@ -22,6 +24,8 @@ SEEDS=${SEEDS:-"20 21"}
 FONTS=${FONTS:-"TimGM6mb sf_GMbank FluidR3_GM FluidR3Mono_GM"}
 FONT_PER=${FONT_PER:-stem}
 EXTRA_SYNTH=${EXTRA_SYNTH:-"--effects --absence"}
+STEM_BUILDS=${STEM_BUILDS:-1}
+REMIX=${REMIX:-0.5}
 STEPS=${STEPS:-6000}
 BATCH=${BATCH:-32}
 WORKERS=${WORKERS:-$(nproc)}
@@ -32,11 +36,13 @@ case " $FONTS " in *OPL3*) echo "error: FONTS names the held-out font OPL3_FM" >
 
 builds=()
 for seed in $SEEDS; do
-  folder="$DATA/next-$SIZE-s$seed"
+  stems=()
+  [ "${#builds[@]}" -lt "$STEM_BUILDS" ] && stems=(--stems)
+  folder="$DATA/next-$SIZE-s$seed${stems:+-stems}"
   echo "== build $folder ($(date -u +%H:%M:%S))"
   # shellcheck disable=SC2086
   $PY -m activity.synth --size "$SIZE" --seed "$seed" --soundfonts $FONTS --font-per "$FONT_PER" $EXTRA_SYNTH \
-    --workers "$WORKERS" --out "$folder" --resume --quiet
+    "${stems[@]}" --workers "$WORKERS" --out "$folder" --resume --quiet
   builds+=("$folder/slakh")
 done
 
@@ -45,7 +51,7 @@ extra=()
 [ "${#builds[@]}" -gt 1 ] && extra=(--extra-train "${builds[@]:1}")
 $PY -m activity.train --data "${builds[0]}" "${extra[@]}" --out "$OUT" --init-from "$INIT" \
   --freeze-feature-extractor --encoder-dropout 0 --batch-size "$BATCH" --epochs 100 --max-steps "$STEPS" \
-  --lr-head 1.5e-3 --lr-encoder 4e-4 --warmup 0.05 --frame-loss-weight 1.0 --mix-prob 0.0 --precision auto \
+  --lr-head 1.5e-3 --lr-encoder 4e-4 --warmup 0.05 --frame-loss-weight 1.0 --mix-prob 0.0 --remix-prob "$REMIX" --precision auto \
   --num-workers "$(( WORKERS > 8 ? 8 : WORKERS ))" --save-every 500 --seed 20 --quiet
 
 echo "== cross-font measure of $OUT/best ($(date -u +%H:%M:%S))"

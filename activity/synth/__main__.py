@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "chorus, reverb; on the mix bus compression, gain and noise (activity.synth.effects)")
     p.add_argument("--absence", action="store_true",
                    help="more songs without bass, piano or guitar (absent from 25%%, 40%%, 30%% of songs instead of 6.5%%, 11%%, 8%%)")
+    p.add_argument("--stems", action="store_true",
+                   help="also keep every training clip's stems by class in OUT/slakh/stems/train/ (float16, for train "
+                        "--remix-prob): about 3 times the training clips' disk space (6 groups of 240 KB per clip)")
     p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
                    help="build only these splits (their songs are those of a build of all three); "
                         "test alone is what `make demo` scores")
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = build_dataset(args.out, size=args.size, seed=args.seed, soundfont=args.soundfont,
                                  overwrite=args.overwrite, resume=args.resume, workers=args.workers,
                                  progress=not args.quiet, soundfonts=args.soundfonts, font_per=args.font_per,
-                                 effects=args.effects, absence=args.absence, splits=tuple(args.splits))
+                                 effects=args.effects, absence=args.absence, splits=tuple(args.splits),
+                                 stems=args.stems)
     except ActivityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: finished songs are kept; run again with --resume to continue in {args.out}", file=sys.stderr)
         return 130
     fonts = "+".join(f["name"] for f in manifest["soundfonts"]) if "soundfonts" in manifest else manifest["soundfont"]["name"]
-    extras = "".join(f", {key}" for key in ("effects", "absence") if key in manifest)
+    extras = "".join(f", {key}" for key in ("effects", "absence", "stems") if key in manifest)
     print(f"synthetic Slakh set in {args.out} (size {manifest['size']}, seed {manifest['seed']}, "
           f"{fonts}{extras}); share of clips on per class:")
     print(_summary(manifest))

@@ -5,6 +5,7 @@ Layout under ``OUT`` (the course's, plus what training and plotting need)::
     slakh/{train,validation,test}/TrackNNNNN_k.npy   float32 mono, 120000 samples at 24 kHz
     slakh/{split}_labels.json                       file name -> 9 ints, keys sorted
     slakh/midi/TrackNNNNN.mid                       every song's full MIDI (time 0 = sample 0)
+    slakh/stems/train/TrackNNNNN_k.npz              with --stems: a training clip's stems by class (activity.remix)
     test_track/TrackNNNNN.{flac,mid}                whole test songs, 44.1 kHz, all instruments
     manifest.json                                   written last: the set is complete when it exists
     .progress/                                      build parameters and one record per finished song
@@ -50,6 +51,9 @@ EXAMPLE_TRACK = 1950
 """The course's ``plot_pianoroll.py --track Track01950`` example: in the test split at every size."""
 
 
+STEM_SPLIT = "train"
+"""The one split whose stems ``--stems`` keeps: only training remixes, and stems cost 3x a clip's disk."""
+
 FONT_PER = ("stem", "song")
 """How a build with several SoundFonts draws them: one per stem, or one per song for all its stems."""
 
@@ -58,13 +62,15 @@ FONT_PER = ("stem", "song")
 class SynthOptions:
     """How songs are rendered beyond size and seed: SoundFonts (paths and names, in the order given),
     how fonts are drawn (:data:`FONT_PER`), the effects chain (:mod:`activity.synth.effects`), and
-    :data:`~activity.synth.arranger.ABSENCE_RATES` for bass, piano and guitar."""
+    :data:`~activity.synth.arranger.ABSENCE_RATES` for bass, piano and guitar, and whether each clip's
+    stems are kept for training-time remixing (:mod:`activity.remix`)."""
 
     fonts: tuple[str, ...]
     font_names: tuple[str, ...]
     font_per: str = "stem"
     effects: bool = False
     absence: bool = False
+    stems: bool = False
 
     @property
     def plain(self) -> bool:
@@ -186,8 +192,12 @@ def _arrange_with_bytes(seed: int, track: int, size: str, absence: bool = False)
 # ------------------------------------------------------------------------------------- one song
 
 
-def _song_paths(out: Path, split: str, name: str, num_clips: int) -> list[Path]:
+def _song_paths(out: Path, split: str, name: str, num_clips: int, stems: bool = False) -> list[Path]:
+    from ..remix import stems_path
+
     paths = [out / "slakh" / split / f"{name}_{k}.npy" for k in range(num_clips)]
+    if stems and split == STEM_SPLIT:
+        paths += [stems_path(out / "slakh", split, f"{name}_{k}.npy") for k in range(num_clips)]
     paths.append(out / "slakh" / "midi" / f"{name}.mid")
     if split == "test":
         paths += [out / "test_track" / f"{name}.flac", out / "test_track" / f"{name}.mid"]
@@ -213,9 +223,11 @@ def _write_flac(path: Path, audio: np.ndarray, rate: int) -> None:
 
 
 def render_with_options(pm: "pretty_midi.PrettyMIDI", seed: int, track: int, options: SynthOptions,  # noqa: F821
-                        mix_rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+                        mix_rng: np.random.Generator, contributions: list[np.ndarray] | None = None
+                        ) -> tuple[np.ndarray, dict]:
     """The mix of a song with several fonts and/or effects, mono float32 ``(N,)`` at RENDER_RATE,
-    and what was drawn: ``{"fonts": font name per stem, "effects": {"room", "stems", "mix"}}``."""
+    and what was drawn: ``{"fonts": font name per stem, "effects": {"room", "stems", "mix"}}``.
+    ``contributions`` receives each stem's share of the mix before the bus chain (``render.mix_stems``)."""
     font_rng, effects_rng = song_option_rngs(seed, track)
     count = len(pm.instruments)
     if options.font_per == "song":
@@ -235,11 +247,11 @@ def render_with_options(pm: "pretty_midi.PrettyMIDI", seed: int, track: int, opt
             stems[i] = apply_chain(stems[i], RENDER_RATE, plugins)
             sends.append(send)
         bus = draw_mix_chain(effects_rng)
-        mix = mix_stems(stems, mix_rng, sends=sends, reverb=room_reverb(room))
+        mix = mix_stems(stems, mix_rng, sends=sends, reverb=room_reverb(room), contributions=contributions)
         mix = apply_mix_chain(mix, RENDER_RATE, bus, effects_rng)
         drawn["effects"] = {"room": room, "stems": [[[n, p] for n, p in chain] for chain in chains], "mix": bus}
     else:
-        mix = mix_stems(stems, mix_rng)
+        mix = mix_stems(stems, mix_rng, contributions=contributions)
     return mix, drawn
 
 
@@ -258,15 +270,18 @@ def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont
     absence = options is not None and options.absence
     pm, midi_bytes, mix_rng = _arrange_with_bytes(seed, track, size, absence)
     drawn: dict = {}
+    contributions: list[np.ndarray] | None = [] if options is not None and options.stems and split == STEM_SPLIT else None
     if options is None or options.plain:
-        mix = render_song(pm, RENDER_RATE, soundfont, mix_rng)
+        mix = render_song(pm, RENDER_RATE, soundfont, mix_rng, contributions=contributions)
     else:
-        mix, drawn = render_with_options(pm, seed, track, options, mix_rng)
+        mix, drawn = render_with_options(pm, seed, track, options, mix_rng, contributions)
     mix24 = resample(mix, RENDER_RATE, SAMPLE_RATE)
     peak = float(np.max(np.abs(mix24)))
+    scale = 1.0
     if peak >= 0.999:  # resampling overshoot: turn both versions down alike
-        mix *= 0.99 / peak
-        mix24 = (mix24 * (0.99 / peak)).astype(np.float32)
+        scale = 0.99 / peak
+        mix *= scale
+        mix24 = (mix24 * scale).astype(np.float32)
     labels = clip_labels(pm)
     num_clips = labels.shape[0]
     mix24 = fix_length(mix24, max(mix24.shape[0], num_clips * CLIP_SAMPLES))
@@ -276,6 +291,8 @@ def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont
         clip = np.ascontiguousarray(mix24[k * CLIP_SAMPLES:(k + 1) * CLIP_SAMPLES], dtype=np.float32)
         _write_npy(root / "slakh" / split / clip_name, clip)
         clips[clip_name] = [int(v) for v in labels[k]]
+    if contributions is not None:
+        _write_song_stems(root / "slakh", split, name, pm, contributions, scale, num_clips)
     if split == "test":
         _write_flac(root / "test_track" / f"{name}.flac", mix, RENDER_RATE)
         _write_bytes(root / "test_track" / f"{name}.mid", midi_bytes)
@@ -284,6 +301,27 @@ def build_song(out: str, split: str, track: int, seed: int, size: str, soundfont
               "instruments": [[int(i.program), bool(i.is_drum)] for i in pm.instruments], "clips": clips, **drawn}
     write_json(root / PROGRESS / f"{name}.json", record)
     return record
+
+
+def _write_song_stems(data: Path, split: str, name: str, pm: "pretty_midi.PrettyMIDI",  # noqa: F821
+                      contributions: list[np.ndarray], scale: float, num_clips: int) -> None:
+    """Every clip's stems summed by group (:mod:`activity.remix`), resampled to 24 kHz and scaled like the mix."""
+    from ..audio import fix_length, resample
+    from ..remix import SILENT_ROW, group_of, stems_path, write_clip_stems
+
+    groups = [group_of(int(inst.program), bool(inst.is_drum)) for inst in pm.instruments]
+    present = sorted(set(groups))
+    rows = []
+    for group in present:
+        summed = np.sum([c for c, g in zip(contributions, groups) if g == group], axis=0, dtype=np.float64)
+        row = resample(summed.astype(np.float32), RENDER_RATE, SAMPLE_RATE) * scale
+        rows.append(fix_length(row.astype(np.float32), max(row.shape[0], num_clips * CLIP_SAMPLES)))
+    for k in range(num_clips):
+        piece = np.stack([row[k * CLIP_SAMPLES:(k + 1) * CLIP_SAMPLES] for row in rows])
+        audible = np.max(np.abs(piece), axis=1) > SILENT_ROW
+        path = stems_path(data, split, f"{name}_{k}.npy")
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            write_clip_stems(handle, piece[audible], np.asarray(present)[audible])
 
 
 def _build_song_job(job: tuple) -> dict:
@@ -329,7 +367,7 @@ def is_complete(out: str | os.PathLike, splits: tuple[str, ...] = ()) -> bool:
 
 # Keys a build writes only when they differ from the defaults, so that a plain build's manifest
 # (and every set built before they existed) reads as it always did.
-_OPTION_KEYS = ("soundfonts", "font_per", "effects", "absence", "built_splits")
+_OPTION_KEYS = ("soundfonts", "font_per", "effects", "absence", "stems", "built_splits")
 
 
 def _params(size: str, seed: int, soundfont: Path, options: SynthOptions | None = None,
@@ -346,6 +384,11 @@ def _params(size: str, seed: int, soundfont: Path, options: SynthOptions | None 
         params["effects"] = {"library": "pedalboard", "version": _pedalboard_version(), "chain_version": EFFECTS_VERSION}
     if options is not None and options.absence:
         params["absence"] = dict(ABSENCE_RATES)
+    if options is not None and options.stems:
+        from ..remix import STEMS_FOLDER
+
+        params["stems"] = {"folder": f"slakh/{STEMS_FOLDER}/{STEM_SPLIT}", "dtype": "float16",
+                           "groups": "class index, 9 = no class"}
     if tuple(splits) != SPLITS:
         params["built_splits"] = list(splits)
     return params
@@ -371,7 +414,7 @@ def _describe(params: dict) -> str:
         text += f"soundfonts={'+'.join(str(f.get('name')) for f in fonts)} per {params.get('font_per')}"
     else:
         text += f"soundfont={font.get('name')} (sha256 {str(font.get('sha256'))[:12]})"
-    for key in ("effects", "absence", "built_splits"):
+    for key in ("effects", "absence", "stems", "built_splits"):
         if params.get(key):
             text += f", {key}={params[key] if key == 'built_splits' else 'on'}"
     return text
@@ -410,7 +453,7 @@ def _remove_stale_temporaries(out: Path) -> int:
     return removed
 
 
-def _finished_record(out: Path, split: str, track: int) -> dict | None:
+def _finished_record(out: Path, split: str, track: int, stems: bool = False) -> dict | None:
     """The record of a song a previous run finished, when all of its files are still there."""
     name = track_name(track)
     try:
@@ -420,7 +463,7 @@ def _finished_record(out: Path, split: str, track: int) -> dict | None:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if all(p.is_file() for p in _song_paths(out, split, name, len(clips))):
+    if all(p.is_file() for p in _song_paths(out, split, name, len(clips), stems)):
         return record
     return None
 
@@ -505,7 +548,7 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
 
 
 def _resolve_options(soundfont: Path | None, soundfonts: list[str] | None, font_per: str, effects: bool,
-                     absence: bool) -> tuple[Path, SynthOptions]:
+                     absence: bool, stems: bool = False) -> tuple[Path, SynthOptions]:
     """The first (or only) font's path and the options; every font loaded once to fail early."""
     from .fonts import resolve_font
 
@@ -529,7 +572,7 @@ def _resolve_options(soundfont: Path | None, soundfonts: list[str] | None, font_
             import pedalboard  # noqa: F401
         except ImportError:
             raise ActivityError("--effects needs pedalboard: .venv/bin/python -m pip install pedalboard==0.9.26") from None
-    return paths[0], SynthOptions(tuple(str(p) for p in paths), tuple(names), font_per, effects, absence)
+    return paths[0], SynthOptions(tuple(str(p) for p in paths), tuple(names), font_per, effects, absence, stems)
 
 
 def _check_build_args(size: str, seed: int, overwrite: bool, resume: bool, workers: int | None,
@@ -589,7 +632,8 @@ def _prepare_out(out: Path, params: dict, overwrite: bool, resume: bool, progres
 def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path | None = None,
                   overwrite: bool = False, resume: bool = False, workers: int | None = None,
                   progress: bool = True, soundfonts: list[str] | None = None, font_per: str = "stem",
-                  effects: bool = False, absence: bool = False, splits: tuple[str, ...] | None = None) -> dict:
+                  effects: bool = False, absence: bool = False, splits: tuple[str, ...] | None = None,
+                  stems: bool = False) -> dict:
     """Build (or finish) the synthetic Slakh set of ``size`` in ``out``; returns its manifest.
 
     A complete set with the same size, seed and options is left as it is. ``resume`` continues an
@@ -599,10 +643,12 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
     ``soundfonts`` (registered names of :mod:`activity.synth.fonts` or paths; instead of
     ``soundfont``) are drawn per stem or per song (``font_per``); ``effects`` runs the seeded chain of
     :mod:`activity.synth.effects`; ``absence`` uses ``ABSENCE_RATES`` for bass, piano and guitar;
-    ``splits`` builds only those splits (their songs are the same as in a build of all three).
+    ``splits`` builds only those splits (their songs are the same as in a build of all three);
+    ``stems`` also writes every clip's stems by class for training-time remixing (:mod:`activity.remix`),
+    leaving the mixes byte-identical.
     """
     workers, splits = _check_build_args(size, seed, overwrite, resume, workers, splits)
-    font, options = _resolve_options(soundfont, soundfonts, font_per, effects, absence)
+    font, options = _resolve_options(soundfont, soundfonts, font_per, effects, absence, stems)
     params = _params(size, seed, font, options, splits)
     out = Path(out).expanduser()
     done = _prepare_out(out, params, overwrite, resume, progress)
@@ -618,11 +664,12 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
     jobs: list[tuple] = []
     for split in splits:
         for track in track_numbers(split, spec.songs[split]):
-            record = _finished_record(out, split, track)
+            record = _finished_record(out, split, track, stems)
             if record is not None:
                 records[split].append(record)
             else:
-                jobs.append((str(out), split, track, seed, size, str(font), None if options.plain and not absence else options))
+                plain = options.plain and not absence and not stems
+                jobs.append((str(out), split, track, seed, size, str(font), None if plain else options))
     total = sum(spec.songs[split] for split in splits)
     if total - len(jobs):
         _log(progress, f"resuming in {out}: {total - len(jobs)} of {total} songs already done"

@@ -179,43 +179,65 @@ def gated_rms(audio: np.ndarray) -> float:
 
 
 def mix_stems(stems: list[np.ndarray], rng: np.random.Generator, sends: list[float] | None = None,
-              reverb: dict | None = None, sample_rate: int = RENDER_RATE) -> np.ndarray:
+              reverb: dict | None = None, sample_rate: int = RENDER_RATE,
+              contributions: list[np.ndarray] | None = None) -> np.ndarray:
     """Level every stem to :data:`STEM_RMS` +- a few dB, sum, and scale so the peak is <= MIX_PEAK.
 
     ``stems`` are mono ``(N,)`` arrays of one length; returns the mono float32 ``(N,)`` mix. With
     ``sends`` (one linear level per stem) and ``reverb`` (pedalboard ``Reverb`` parameters), the
     levelled stems also feed a send bus through one reverb (fully wet), added to the mix: one
     reverb per song, as in a mixing desk, instead of one per stem.
+
+    ``contributions``, when a list, receives each stem's share of the returned mix, float32 ``(N,)``
+    in stem order: the levelled stem plus its own reverb return, times the song's gain. They sum to
+    the mix up to rounding (the reverb is linear), which is what training-time remixing needs; the
+    random draws, hence the mix, are the same with or without them.
     """
     if not stems:
         raise ValueError("a song needs at least one stem")
     mix = np.zeros_like(stems[0], dtype=np.float64)
     bus = np.zeros_like(mix) if sends is not None else None
+    shares: list[np.ndarray | None] = []
     for i, stem in enumerate(stems):
         offset_db = float(rng.uniform(-STEM_OFFSET_DB, STEM_OFFSET_DB))
         rms = gated_rms(stem)
+        levelled = None
         if rms > 0:
             levelled = stem.astype(np.float64) * (STEM_RMS * 10 ** (offset_db / 20) / rms)
             mix += levelled
             if bus is not None and sends[i] > 0:
                 bus += levelled * sends[i]
+        shares.append(levelled)
     if bus is not None and reverb is not None:
         from .effects import apply_chain
 
         mix += apply_chain(bus.astype(np.float32), sample_rate, [("Reverb", reverb)])
+        if contributions is not None:
+            for i, levelled in enumerate(shares):
+                if levelled is not None and sends[i] > 0:
+                    shares[i] = levelled + apply_chain((levelled * sends[i]).astype(np.float32), sample_rate,
+                                                       [("Reverb", reverb)])
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    gain = 1.0
     if peak > 0:
         # One gain for the whole song puts its peak between -7 and -1 dBFS: never clipped, and
         # songs differ in level as real mixes do.
-        mix *= float(rng.uniform(0.5, 1.0)) * MIX_PEAK / peak
+        gain = float(rng.uniform(0.5, 1.0)) * MIX_PEAK / peak
+        mix *= gain
+    if contributions is not None:
+        contributions.extend(np.zeros(mix.shape[0], dtype=np.float32) if share is None else (share * gain).astype(np.float32)
+                             for share in shares)
     return mix.astype(np.float32)
 
 
 def render_song(pm: "pretty_midi.PrettyMIDI", sample_rate: int = RENDER_RATE,  # noqa: F821
-                soundfont: str | os.PathLike | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+                soundfont: str | os.PathLike | None = None, rng: np.random.Generator | None = None,
+                contributions: list[np.ndarray] | None = None) -> np.ndarray:
     """The song's mix, mono float32 ``(N,)`` at ``sample_rate`` with ``N = song_num_samples``.
 
-    ``rng`` draws the stem levels and the mix gain (a fixed generator when ``None``).
+    ``rng`` draws the stem levels and the mix gain (a fixed generator when ``None``);
+    ``contributions`` as in :func:`mix_stems`.
     """
     stems = render_stems(pm, sample_rate, soundfont)
-    return mix_stems(stems, rng if rng is not None else np.random.default_rng(0))
+    return mix_stems(stems, rng if rng is not None else np.random.default_rng(0), sample_rate=sample_rate,
+                     contributions=contributions)
