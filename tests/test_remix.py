@@ -62,6 +62,15 @@ def test_effects_build_with_stems_keeps_its_mixes(tmp_path: Path) -> None:
         assert np.corrcoef(summed, mix)[0, 1] > 0.95
 
 
+def test_stems_build_is_byte_identical_with_one_or_two_workers(stems_root: Path, tmp_path: Path) -> None:
+    build_dataset(tmp_path / "again", size="tiny", seed=0, workers=2, progress=False, stems=True)
+    paths = sorted((stems_root / "slakh" / "stems").rglob("*.npz"))
+    assert len(paths) == len(list((stems_root / "slakh" / "train").glob("*.npy")))
+    for path in paths:
+        again = tmp_path / "again" / path.relative_to(stems_root)
+        assert again.read_bytes() == path.read_bytes(), path.name
+
+
 def _rows() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     groups = np.array([0, 3, 4, OTHER_GROUP])
