@@ -12,7 +12,7 @@
 #   activity.synth.fonts.TRAINING_FONTS; names or .sf2/.sf3 paths: on a machine without apt, copy
 #   /usr/share/sounds/sf2/{sf_GMbank,FluidR3_GM}.sf2 and sf3/FluidR3Mono_GM.sf3 along and name the paths]
 #   FONT_PER [stem]  EXTRA_SYNTH ["--effects --absence"]  STEM_BUILDS [1]: how many builds (the first ones)
-#   keep their training clips' stems (--stems: 21 GB more per full-size build, so a 64 GB disk holds one)
+#   keep their training clips' stems (--stems: about 17 GB more per full-size build, so a 64 GB disk holds one such build beside the others)
 #   REMIX [0.5]: --remix-prob of training (0 = no remixing)  STEPS [6000]  BATCH [32]  WORKERS [CPU count]
 #   INIT [checkpoints/demo]  OUT [runs/next-demo]  DATA [data]
 # The held-out font (OPL3_FM) is refused in FONTS: the cross-font score would no longer be held out.
