@@ -16,16 +16,13 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .audio import load_clip
 from .constants import CLASSES, CLIP_SAMPLES, HOP, NUM_CLASSES, num_frames
 from .errors import ActivityError
-
-if TYPE_CHECKING:
-    from .remix import RemixOptions
+from .remix import STEMS_FOLDER, RemixOptions, read_clip_stems, remix_clip, stems_path
 
 SPLITS = ("train", "validation", "test")
 CLIP_NAME = re.compile(r"^(?P<track>Track\d+)_(?P<segment>\d+)\.npy$")
@@ -225,8 +222,6 @@ class ClipDataset:
         self.epoch = 0
         self.stems: list[Path | None] = [None] * len(index)
         if remix is not None:
-            from .remix import stems_path
-
             paths = [stems_path(index.root, index.split, f.name) for f in index.files]
             self.stems = [p if p.is_file() else None for p in paths]
 
@@ -248,8 +243,6 @@ class ClipDataset:
         labels = self.index.labels[i]
         frames = self.frames[i]
         if self.remix is not None and self.stems[i] is not None:
-            from .remix import read_clip_stems, remix_clip
-
             rng = np.random.default_rng([self.seed, self.epoch, i])
             if rng.random() < self.remix.prob:
                 audio, groups = read_clip_stems(self.stems[i])
@@ -304,8 +297,6 @@ def training_set(indexes: list[SplitIndex], with_frames: bool = True, remix: Rem
     """
     parts = [ClipDataset(index, with_frames=with_frames, remix=remix, seed=seed + k) for k, index in enumerate(indexes)]
     if remix is not None and not any(p.with_stems for p in parts):
-        from .remix import STEMS_FOLDER
-
         folders = ", ".join(str(index.root / STEMS_FOLDER / index.split) for index in indexes)
         raise ActivityError(f"--remix-prob needs the clips' stems, and {folders} hold none; build the set with "
                             f"python -m activity.synth --stems")
