@@ -1,0 +1,74 @@
+"""Where a checkpoint's clip inference time goes on this CPU: conv front end, whole encoder, BiGRU, all.
+
+    .venv/bin/python experiments/time_parts.py [--ckpt checkpoints/demo] [--dtype fp32] [--threads N]
+
+Times, per 5 s clip, in batches of ``--batch-size`` random clips after one warm-up: the encoder's conv
+front end, the whole encoder (``activity.encoder.encoder_hidden_states``), the BiGRU on a tensor of
+the encoder's output shape, and ``activity.predict.predict_clips`` (what ``activity.infer`` runs, in
+``--dtype``). Prints one line per part; the rest of the head (layer mix, norm, classifier, auto-pool)
+is what ``predict_clips`` spends beyond the encoder and the GRU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", type=Path, default=REPO / "checkpoints" / "demo", help="checkpoint folder")
+    p.add_argument("--dtype", default="fp32", help="predict_clips' dtype: auto, bf16 or fp32")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
+    p.add_argument("--repeats", type=int, default=5, help="timed batches per part")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+    import torch
+
+    from activity.constants import CLIP_SAMPLES
+    from activity.encoder import encoder_hidden_states
+    from activity.model import ActivityModel
+    from activity.precision import resolve_dtype
+    from activity.predict import predict_clips
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = ActivityModel.from_pretrained(args.ckpt).eval()
+    dtype = resolve_dtype(args.dtype, torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    clips = [0.1 * rng.standard_normal(CLIP_SAMPLES).astype(np.float32) for _ in range(args.batch_size)]
+    batch = torch.from_numpy(np.stack(clips))
+
+    def per_clip(fn) -> float:
+        fn()
+        start = time.perf_counter()
+        for _ in range(args.repeats):
+            fn()
+        return (time.perf_counter() - start) / args.repeats / args.batch_size
+
+    with torch.no_grad():
+        frames = encoder_hidden_states(model.encoder, batch)[-1]
+        gru_input = torch.randn(frames.shape[0], frames.shape[1], model.gru.input_size)
+        parts = {
+            "conv front end": per_clip(lambda: model.encoder.feature_extractor(batch)),
+            "encoder (front end included)": per_clip(lambda: encoder_hidden_states(model.encoder, batch)),
+            "BiGRU": per_clip(lambda: model.gru(gru_input)),
+        }
+    parts[f"predict_clips ({str(dtype).replace('torch.', '')})"] = per_clip(
+        lambda: predict_clips(model, clips, batch_size=args.batch_size, dtype=dtype))
+    print(f"{args.ckpt}, batches of {args.batch_size}, {torch.get_num_threads()} thread(s), {args.repeats} timed batches")
+    for name, seconds in parts.items():
+        print(f"{name:<32} {seconds:.4f} s/clip")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
