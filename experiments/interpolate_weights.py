@@ -105,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
         model.thresholds = thresholds.tolist()
         folder = model.save_pretrained(args.out / f"alpha-{alpha:g}")
         scores_json = args.out / f"alpha-{alpha:g}.cross_font.json"
-        cross_font.main(["--ckpt", str(folder), "--data", str(args.data), "--levels", "clip",
-                         "--batch-size", str(args.batch_size), "--json", str(scores_json)])
+        if cross_font.main(["--ckpt", str(folder), "--data", str(args.data), "--levels", "clip",
+                            "--batch-size", str(args.batch_size), "--json", str(scores_json)]) != 0:
+            raise ActivityError(f"experiments/cross_font.py failed on {folder} (its message is above)")
         rows.append({"alpha": alpha, "val_macro_f1": val["macro_f1"], "val_mAP": val["mAP"],
                      "cross_font": json.loads(scores_json.read_text())})
         print(f"alpha {alpha:g}: validation macro-F1 {val['macro_f1']:.4f}, mAP {val['mAP']:.4f}", flush=True)
