@@ -15,6 +15,7 @@ the two columns; macro-F1 also depends on where the thresholds were tuned.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
     rows = []
     for alpha in args.alphas:
-        model = ActivityModel.from_pretrained(args.base)
+        model = copy.deepcopy(base)  # a fresh object per blend: nothing cached from the last one's weights
         model.load_state_dict(blend(base_state, tuned_state, alpha, str(args.base), str(args.tuned)))
         model.eval()
         detector = Detector(model, device="cpu", batch_size=args.batch_size)

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from activity.constants import CLIP_SAMPLES
+    from activity.constants import CLIP_SAMPLES, num_frames
     from activity.encoder import encoder_hidden_states
     from activity.model import ActivityModel
     from activity.precision import resolve_dtype
@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return (time.perf_counter() - start) / args.repeats / args.batch_size
 
     with torch.no_grad():
-        frames = encoder_hidden_states(model.encoder, batch)[-1]
-        gru_input = torch.randn(frames.shape[0], frames.shape[1], model.gru.input_size)
+        gru_input = torch.randn(args.batch_size, num_frames(CLIP_SAMPLES), model.gru.input_size)
         parts = {
             "conv front end": per_clip(lambda: model.encoder.feature_extractor(batch)),
             "encoder (front end included)": per_clip(lambda: encoder_hidden_states(model.encoder, batch)),
