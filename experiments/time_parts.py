@@ -7,6 +7,13 @@ front end, the whole encoder (``activity.encoder.encoder_hidden_states``), the B
 the encoder's output shape, and ``activity.predict.predict_clips`` (what ``activity.infer`` runs, in
 ``--dtype``). Prints one line per part; the rest of the head (layer mix, norm, classifier, auto-pool)
 is what ``predict_clips`` spends beyond the encoder and the GRU.
+
+Then what bounds ``predict_clips`` on this CPU: the matrix products and convolutions one clip needs
+(counted by ``torch.utils.flop_counter`` on the module ``predict_clips`` runs; it does not count the BiGRU,
+about 0.2 GFLOP for ``compact``), the rate it reaches, and
+the rate of one large square product in the same dtype (2048 x 2048, best of ``--repeats``), which no
+model of these layer shapes can beat. The last line is the time ``--clips`` clips (``make demo``'s split:
+2267) would take at that large-product rate: a floor for the dtype, not a forecast.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
     p.add_argument("--repeats", type=int, default=5, help="timed batches per part")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--clips", type=int, default=2267, help="clips of the floor on the last line (make demo's split)")
     return p
 
 
@@ -33,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench_infer import matmul_peak  # this folder is on sys.path when the script runs
+
     from activity.constants import CLIP_SAMPLES, num_frames
+    from activity.cpu_kernels import inference_model
     from activity.encoder import encoder_hidden_states
     from activity.model import ActivityModel
-    from activity.precision import resolve_dtype
+    from activity.precision import autocast, resolve_dtype
     from activity.predict import predict_clips
 
     if args.threads:
@@ -63,9 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         }
     parts[f"predict_clips ({str(dtype).replace('torch.', '')})"] = per_clip(
         lambda: predict_clips(model, clips, batch_size=args.batch_size, dtype=dtype))
+    module, autocast_bf16 = inference_model(model, torch.device("cpu"), dtype)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter, autocast(torch.device("cpu"), torch.bfloat16 if autocast_bf16 else torch.float32):
+        module(batch)
+    gflop_per_clip = counter.get_total_flops() / args.batch_size / 1e9
+    predict_seconds = parts[f"predict_clips ({str(dtype).replace('torch.', '')})"]
+    ceiling = matmul_peak(dtype, size=2048, repeats=args.repeats)
     print(f"{args.ckpt}, batches of {args.batch_size}, {torch.get_num_threads()} thread(s), {args.repeats} timed batches")
     for name, seconds in parts.items():
         print(f"{name:<32} {seconds:.4f} s/clip")
+    print(f"{'products and convolutions':<32} {gflop_per_clip:.2f} GFLOP/clip, at {gflop_per_clip / predict_seconds:.1f} "
+          f"GFLOP/s in predict_clips")
+    print(f"{'one 2048^3 product':<32} {ceiling:.1f} GFLOP/s "
+          f"(predict_clips reaches {gflop_per_clip / predict_seconds / ceiling:.0%} of it)")
+    print(f"{'floor for ' + str(args.clips) + ' clips':<32} {args.clips * gflop_per_clip / ceiling:.0f} s at that rate; "
+          f"{args.clips * predict_seconds:.0f} s at predict_clips' rate")
     return 0
 
 
