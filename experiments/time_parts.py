@@ -74,14 +74,15 @@ def main(argv: list[str] | None = None) -> int:
             "encoder (front end included)": per_clip(lambda: encoder_hidden_states(model.encoder, batch)),
             "BiGRU": per_clip(lambda: model.gru(gru_input)),
         }
-    parts[f"predict_clips ({str(dtype).replace('torch.', '')})"] = per_clip(
+    predict_name = f"predict_clips ({str(dtype).replace('torch.', '')})"
+    parts[predict_name] = per_clip(
         lambda: predict_clips(model, clips, batch_size=args.batch_size, dtype=dtype))
     module, autocast_bf16 = inference_model(model, torch.device("cpu"), dtype)
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter, autocast(torch.device("cpu"), torch.bfloat16 if autocast_bf16 else torch.float32):
         module(batch)
     gflop_per_clip = counter.get_total_flops() / args.batch_size / 1e9
-    predict_seconds = parts[f"predict_clips ({str(dtype).replace('torch.', '')})"]
+    predict_seconds = parts[predict_name]
     ceiling = matmul_peak(dtype, size=2048, repeats=args.repeats)
     print(f"{args.ckpt}, batches of {args.batch_size}, {torch.get_num_threads()} thread(s), {args.repeats} timed batches")
     for name, seconds in parts.items():
