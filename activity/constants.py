@@ -51,6 +51,13 @@ DTYPE_HELP: str = (
     "disagree (one line says so)")
 """The help text of those flags (kept here so that parsers need not import torch)."""
 
+INFER_DTYPE_CHOICES: tuple[str, ...] = DTYPE_CHOICES + ("int8",)
+"""What inference's ``--dtype`` accepts (``activity.infer``, ``plot_pianoroll.py``): training has no int8."""
+
+INFER_DTYPE_HELP: str = DTYPE_HELP + (
+    ". int8 (CPU only, never picked by auto): int8 products, faster where the CPU has VNNI or AMX; probabilities "
+    "move by up to about 0.02, so reports may differ slightly from float32")
+
 FRAME_AXES: str = "(..., T, 9)"
 """The one axis order of every public array over time: time first, the nine classes last.
 

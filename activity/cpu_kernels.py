@@ -7,7 +7,8 @@ cached while the weights do not change (``experiments/bench_infer.py`` measures 
 * the conv front end as matrix products on time-major activations (oneDNN's 1-D convolutions reach
   less than half the matrix-product rate), its group norm folded into the first layer's weights;
 * encoder weights converted to bf16 once, instead of autocast casting all 95M of them at every call;
-* attention as two batched products and a softmax (faster than PyTorch's CPU flash kernel at T = 374);
+* in bf16, attention as two batched products and a softmax (faster than PyTorch's CPU flash kernel at
+  T = 374 there; in float32 the flash kernel is the faster one and stays);
 * the positional convolution's weight norm computed once, and the convolution itself in float32.
 
 Every copy is checked against the model's own float32 forward on the probe clip of
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 import weakref
 from typing import Any
 
@@ -33,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .precision import (BF16_TOLERANCE, FAST_COPY_TOLERANCE, checked_autocast_dtype, output_deviation,
-                        probe_clips, reference_output, say_fallback)
+from .precision import (BF16_TOLERANCE, FAST_COPY_TOLERANCE, INT8, INT8_TOLERANCE, checked_autocast_dtype,
+                        output_deviation, probe_clips, reference_output, say_fallback)
 
 
 class FastFeatureExtractor(nn.Module):
@@ -47,10 +49,15 @@ class FastFeatureExtractor(nn.Module):
     * conv0 has no bias and one input channel, so its output's per-channel mean and variance over
       time follow from the 10-sample frames' mean ``mu`` and covariance ``S``: ``mean = w . mu``,
       ``var = w^T S w``. The group norm folds into per-clip weights and bias, and conv0 + norm become
-      one product of ``(B, T0, k + 1)`` frames (with a column of ones) by ``(B, k + 1, C)``;
-    * every later conv is one product of ``(B * T', k * C)`` windows (an overlapping strided view of
-      the time-major input, copied only when kernel > stride) by ``(k * C, C_out)``.
+      one product of ``(T0, k)`` frames by ``(k, C)`` plus a bias;
+    * every later conv is a product of ``(T', k * C)`` windows by ``(k * C, C_out)``, summed from
+      views of the time-major input that need no copy (:func:`_strided_conv`);
+    * clips run one at a time and conv0 + conv1 in blocks of time, so no activation is larger than
+      12000 x 512 values (see :meth:`forward`).
     """
+
+    BLOCK_ROWS = 1024
+    """conv1 output rows per block (the block's conv0 output is 2049 x 512 values, 4 MB in float32)."""
 
     def __init__(self, feature_extractor: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
@@ -85,26 +92,61 @@ class FastFeatureExtractor(nn.Module):
                 and first.conv.in_channels == 1 and all(not hasattr(layer, "layer_norm") for layer in layers[1:]))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        frames = waveform.unfold(1, self.kernel0, self.stride0)  # (B, T0, k) view
-        batch, length, kernel = frames.shape
+        # One clip at a time: a clip's activations (at most 24 MB in float32) stay under glibc's 32 MB mmap
+        # threshold, so they are reused from the heap instead of page-faulted in afresh at every call, and
+        # they stay closer to the caches; batching adds nothing to products of 12000 x 1536 rows.
+        clips = [self._one_clip(clip) for clip in waveform]
+        return torch.stack(clips).transpose(1, 2)
+
+    def _folded_first_layer(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """conv0 + group norm of one clip's ``(T0, k)`` frames as a ``(k, C)`` weight and a ``(C,)`` bias."""
         wide = frames.double()
-        mean = wide.mean(dim=1)  # (B, k)
-        covariance = torch.einsum("btk,btj->bkj", wide, wide) / length - mean[:, :, None] * mean[:, None, :]
-        variance = torch.einsum("kc,bkj,jc->bc", self.weight0, covariance, self.weight0).clamp_min(0.0)
-        scale = self.norm_weight / torch.sqrt(variance + self.norm_eps)  # (B, C)
-        shift = self.norm_bias - (mean @ self.weight0) * scale  # (B, C)
-        folded = torch.cat([self.weight0[None] * scale[:, None, :], shift[:, None, :]], dim=1).to(self.dtype)
-        augmented = torch.empty(batch, length, kernel + 1, dtype=self.dtype, device=waveform.device)
-        augmented[..., :kernel] = frames
-        augmented[..., kernel] = 1.0
-        hidden = F.gelu(torch.bmm(augmented, folded))  # (B, T0, C)
-        for weight, kernel, stride in self.layers:
-            batch, length, channels = hidden.shape
-            out_length = (length - kernel) // stride + 1
-            windows = hidden.as_strided((batch, out_length, kernel * channels),
-                                        (length * channels, stride * channels, 1))
-            hidden = F.gelu(torch.mm(windows.reshape(batch * out_length, -1), weight)).view(batch, out_length, -1)
-        return hidden.transpose(1, 2)
+        length = wide.shape[0]
+        mean = wide.mean(dim=0)  # (k,)
+        covariance = wide.t() @ wide / length - mean[:, None] * mean[None, :]
+        variance = torch.einsum("kc,kj,jc->c", self.weight0, covariance, self.weight0).clamp_min(0.0)
+        scale = self.norm_weight / torch.sqrt(variance + self.norm_eps)  # (C,)
+        shift = self.norm_bias - (mean @ self.weight0) * scale  # (C,)
+        return (self.weight0 * scale).to(self.dtype), shift.to(self.dtype)
+
+    def _one_clip(self, samples: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` audio -> ``(T, C)`` features in ``self.dtype``."""
+        frames = samples.unfold(0, self.kernel0, self.stride0)  # (T0, k) view
+        weight0, bias0 = self._folded_first_layer(frames)
+        frames = frames.to(self.dtype)
+        if not self.layers:
+            return F.gelu(torch.addmm(bias0, frames, weight0))
+        (weight1, kernel1, stride1), *rest = self.layers
+        length1 = (frames.shape[0] - kernel1) // stride1 + 1
+        hidden = torch.empty(length1, weight1.shape[1], dtype=self.dtype, device=samples.device)
+        # conv0 and conv1 in blocks of conv1's rows: conv0's output (24000 x 512 per clip) is never whole.
+        for start in range(0, length1, self.BLOCK_ROWS):
+            stop = min(start + self.BLOCK_ROWS, length1)
+            first = F.gelu(torch.addmm(bias0, frames[start * stride1 : (stop - 1) * stride1 + kernel1], weight0))
+            hidden[start:stop] = F.gelu(_strided_conv(first, weight1, kernel1, stride1))
+        for weight, kernel, stride in rest:
+            hidden = F.gelu(_strided_conv(hidden, weight, kernel, stride))
+        return hidden
+
+
+def _strided_conv(hidden: torch.Tensor, weight: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """A bias-free 1-D convolution of time-major ``(L, C)`` by ``(kernel * C, C_out)`` -> ``(L', C_out)``.
+
+    Its windows of ``kernel`` rows overlap when ``kernel > stride``, and a matrix of overlapping rows is
+    copied by every BLAS call; so the product is split by kernel taps into blocks of ``stride`` taps
+    (views of ``hidden`` whose rows do not overlap) plus the leftover taps, and the partial products summed.
+    """
+    length, channels = hidden.shape
+    out_length = (length - kernel) // stride + 1
+    hidden = hidden.contiguous()
+    total = None
+    for tap in range(0, kernel, stride):
+        taps = min(stride, kernel - tap)
+        rows = hidden.as_strided((out_length, taps * channels), (stride * channels, 1),
+                                 hidden.storage_offset() + tap * channels)
+        part = weight[tap * channels : (tap + taps) * channels]
+        total = rows @ part if total is None else torch.addmm(total, rows, part)
+    return total
 
 
 _CPU_ATTENTION = "activity_cpu"
@@ -197,7 +239,13 @@ def _weights_signature(model: nn.Module) -> tuple:
 
 
 def build_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """The fast copy of ``model`` in ``dtype`` (unchecked: :func:`inference_model` checks it before use)."""
+    """The fast copy of ``model`` in ``dtype`` (unchecked: :func:`inference_model` checks it before use).
+
+    ``dtype`` float32, bf16, or ``torch.qint8`` (:data:`~activity.precision.INT8`): the float32 copy with
+    int8 products (:func:`quantize_fast_model`).
+    """
+    if dtype == INT8:
+        return quantize_fast_model(build_fast_model(model, torch.float32))
     encoder = model.encoder
     memo: dict[int, Any] = {}
     encoder_ids = set()
@@ -213,7 +261,10 @@ def build_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     if isinstance(conv, nn.Conv1d):
         memo[id(conv)] = Float32Conv1d(conv)
     fast = copy.deepcopy(model, memo)
-    if _register_cpu_attention():
+    # Attention: in float32 PyTorch's CPU flash kernel (transformers' "sdpa") is 1.4-2.7x faster than two
+    # products and a softmax, which must write and read a (B, 12, 374, 374) score tensor; in bf16 the
+    # products win (experiments/RESULTS.md, "Float32 part by part").
+    if dtype == torch.bfloat16 and _register_cpu_attention():
         fast.encoder.config._attn_implementation = _CPU_ATTENTION
     return fast.eval()
 
@@ -226,12 +277,13 @@ def _checked_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module | Non
     fast = build_fast_model(model, dtype)
     with torch.inference_mode():
         deviation = output_deviation(reference, fast(probe_clips()))
-    if dtype == torch.bfloat16 and deviation > BF16_TOLERANCE:
-        say_fallback(deviation, device)
+    if (dtype == torch.bfloat16 and deviation > BF16_TOLERANCE) or (dtype == INT8 and deviation > INT8_TOLERANCE):
+        say_fallback(deviation, device, dtype)
         fast = build_fast_model(model, torch.float32)
         with torch.inference_mode():
             deviation = output_deviation(reference, fast(probe_clips()))
-    if deviation > FAST_COPY_TOLERANCE and next(fast.encoder.parameters()).dtype == torch.float32:
+    if deviation > FAST_COPY_TOLERANCE and getattr(fast, _INT8_MARK, None) is None \
+            and next(fast.encoder.parameters()).dtype == torch.float32:
         print(f"the CPU fast path disagrees with the model's own float32 forward (max {deviation:.2g}); "
               "using the model itself", file=sys.stderr)
         return None
@@ -247,6 +299,9 @@ def inference_model(model: nn.Module, device: torch.device, dtype: torch.dtype) 
     :func:`~activity.precision.checked_autocast_dtype` allows it.
     """
     if device.type != "cpu" or model.training or not FastFeatureExtractor.supports(getattr(model, "encoder", None)):
+        if dtype == INT8:
+            print("int8 runs only in the CPU fast copy (MERT's front end, eval mode); using float32", file=sys.stderr)
+            return model, False
         return model, checked_autocast_dtype(model, device, dtype) == torch.bfloat16
     signature = _weights_signature(model)
     cached = _FAST_MODELS.get(model)
@@ -254,3 +309,89 @@ def inference_model(model: nn.Module, device: torch.device, dtype: torch.dtype) 
         cached = (signature, dtype, _checked_fast_model(model, dtype))
         _FAST_MODELS[model] = cached
     return (model if cached[2] is None else cached[2]), False
+
+
+# --------------------------------------------------------------------------------------------------
+# int8
+
+
+_INT8_MARK = "activity_int8_engine"
+
+
+def int8_engine(engines: list[str] | None = None) -> str | None:
+    """The quantized engine for int8 products here: ``onednn`` where oneDNN may use AMX, else ``x86`` (fbgemm).
+
+    Measured on a Sapphire Rapids Xeon, one thread, MERT-95M's products (experiments/RESULTS.md, "int8"):
+    oneDNN's int8 kernels reach 1300-2000 GOP/s with AMX but only 270-290 (AVX512_CORE) to 620-740
+    (AVX512-VNNI) without it, where fbgemm gives 560-630 on every cap (fbgemm picks its kernels from the
+    CPU itself; ``ONEDNN_MAX_CPU_ISA`` does not reach it). ``engines``: default PyTorch's supported ones;
+    None where it has neither.
+    """
+    import os
+
+    engines = torch.backends.quantized.supported_engines if engines is None else engines
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    amx_allowed = cap in ("", "ALL", "DEFAULT") or "AMX" in cap
+    amx = bool(getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", lambda: False)())
+    if "onednn" in engines and amx and amx_allowed:
+        return "onednn"
+    for engine in ("x86", "fbgemm", "onednn"):
+        if engine in engines:
+            return engine
+    return None
+
+
+class Int8Linear(nn.Module):
+    """``x @ weight^T + bias`` with int8 weights (per output channel) and activations quantized per call.
+
+    Made from an ``nn.Linear`` (or a ``(C_out, C_in)`` weight); PyTorch's dynamic quantized linear kernel
+    of ``engine`` (:func:`int8_engine`): ``(..., C_in)`` float32 -> ``(..., C_out)`` float32.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, engine: str) -> None:
+        super().__init__()
+        weight = weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+        with warnings.catch_warnings():  # quantized tensors are deprecated but still PyTorch's int8 path
+            warnings.simplefilter("ignore")
+            quantized = torch.quantize_per_channel(weight, scales.double(), torch.zeros(len(scales), dtype=torch.long),
+                                                   0, torch.qint8)
+        previous = torch.backends.quantized.engine
+        torch.backends.quantized.engine = engine  # the packed format is the engine's; the kernel follows it
+        try:
+            self._packed = torch.ops.quantized.linear_prepack(quantized, None if bias is None else bias.detach().float())
+        finally:
+            torch.backends.quantized.engine = previous
+        self.in_features, self.out_features, self.engine = weight.shape[1], weight.shape[0], engine
+        # fbgemm's kernels without VNNI add pairs of u8 x s8 products in 16 bits: 7-bit activations keep
+        # them from saturating (PyTorch's own default there); oneDNN needs no such margin.
+        self.reduce_range = engine != "onednn"
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(hidden.contiguous(), self._packed, self.reduce_range)
+
+    def __deepcopy__(self, memo: dict) -> "Int8Linear":
+        return self  # packed weights are immutable
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, engine={self.engine}"
+
+
+def quantize_fast_model(fast: nn.Module, engine: str | None = None) -> nn.Module:
+    """``fast`` (a float32 fast copy) with int8 products in every ``nn.Linear`` of the transformer (attention
+    projections, feed-forward: 65% of MERT-95M's FLOPs). Changed in place and returned.
+
+    Kept in float32: the conv front end (as int8 products, with activations quantized per tensor, it moved
+    the shipped checkpoint's golden probabilities by 0.3-0.8), the positional convolution, attention's own
+    products (flash kernel), layer norms and the head (layer mix, BiGRU, classifier). ``engine``: default
+    :func:`int8_engine`; where there is none ``fast`` stays float32.
+    """
+    engine = engine or int8_engine()
+    if engine is None:
+        return fast
+    for module in list(fast.encoder.encoder.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, name, Int8Linear(child.weight, child.bias, engine))
+    setattr(fast, _INT8_MARK, engine)
+    return fast

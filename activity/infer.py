@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .api import DEMO_CHECKPOINT
-from .constants import DTYPE_CHOICES, DTYPE_HELP
+from .constants import INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "default ./predictions; created, and checked to be writable before any prediction)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=DTYPE_HELP)
+    p.add_argument("--dtype", choices=INFER_DTYPE_CHOICES, default="auto", help=INFER_DTYPE_HELP)
     from .audio_job import add_arguments
 
     add_arguments(p)  # --formats, --min-duration, --min-gap, --midi

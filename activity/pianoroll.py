@@ -14,7 +14,7 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     from .api import DEMO_CHECKPOINT
-    from .constants import DTYPE_CHOICES, DTYPE_HELP
+    from .constants import INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
 
     p = argparse.ArgumentParser(
         prog="python plot_pianoroll.py",
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one threshold for every class, overriding the checkpoint's saved thresholds (0.5 if none)")
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=DTYPE_HELP)
+    p.add_argument("--dtype", choices=INFER_DTYPE_CHOICES, default="auto", help=INFER_DTYPE_HELP)
     p.add_argument("--html", action="store_true",
                    help="also write <save-dir>/<track>.html: one self-contained page with the song's audio, a cursor "
                    "that follows playback over the 75 Hz and 5 s rolls and the truth; click a roll to seek")

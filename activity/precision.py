@@ -3,7 +3,8 @@
 Every command and library call that runs the model (training, validation, ``activity.infer``,
 ``plot_pianoroll.py``, the benchmarks) resolves its dtype with :func:`resolve_dtype`:
 
-* ``fp32`` / ``float32`` and ``bf16`` / ``bfloat16`` are taken as asked;
+* ``fp32`` / ``float32`` and ``bf16`` / ``bfloat16`` are taken as asked; so is ``int8`` (:data:`INT8`:
+  inference on the CPU with int8 products, checked like bf16 against :data:`INT8_TOLERANCE`);
 * ``auto`` is bf16 on CUDA devices that support it; on the CPU it is bf16 only where the CPU computes
   bf16 natively (AVX512-BF16 or AMX) **and** a timed bf16 matrix product on this machine, under this
   process's oneDNN settings, runs at least :data:`BF16_MIN_SPEEDUP` times as fast as float32
@@ -47,6 +48,15 @@ BF16_TOLERANCE: float = 0.05
 float32 that is accepted. Correct bf16 kernels stay within 0.023 of float32 for the shipped checkpoint on
 every oneDNN ISA measured (experiments/RESULTS.md, "One answer on every CPU"); the broken AMX positional
 convolution moved them by 0.08 (``tiny``) to 0.97 (the shipped checkpoint)."""
+
+INT8: torch.dtype = torch.qint8
+"""What :func:`resolve_dtype` returns for ``int8``: the CPU fast copy with int8 products
+(:func:`activity.cpu_kernels.quantize_fast_model`); a marker, no tensor of the model is in this dtype."""
+
+INT8_TOLERANCE: float = 0.05
+"""The bound of :data:`BF16_TOLERANCE` for the int8 path against float32 on the probe clips. int8 moves
+probabilities more than bf16 does (0.004-0.006 on the probe clip, 0.02 on the golden clips of the shipped
+checkpoint: experiments/RESULTS.md, "int8"), so ``auto`` never picks it; the bound catches broken kernels."""
 
 FAST_COPY_TOLERANCE: float = 1e-3
 """The same bound for a float32 fast copy against the model's own float32 forward (they differ only by
@@ -94,22 +104,30 @@ def auto_dtype(device_type: str, *, cuda_bf16: bool = False, cpu_native_bf16: bo
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``"auto"``/None, ``"bf16"``/``"bfloat16"``, ``"fp32"``/``"float32"`` or a torch dtype -> the dtype to run in.
+    """``"auto"``/None, ``"bf16"``/``"bfloat16"``, ``"fp32"``/``"float32"``, ``"int8"`` or a torch dtype -> the
+    dtype to run in.
 
-    ``auto`` follows :func:`auto_dtype` with this machine's facts. Raises :class:`ActivityError` for
-    anything else.
+    ``auto`` follows :func:`auto_dtype` with this machine's facts (never int8). ``int8`` (:data:`INT8`) is
+    for inference on the CPU only. Raises :class:`ActivityError` for anything else.
     """
     if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.bfloat16):
-            raise ActivityError(f"dtype {dtype}: expected float32 or bfloat16")
-        return dtype
-    name = "auto" if dtype is None else str(dtype).lower()
+        if dtype not in (torch.float32, torch.bfloat16, INT8):
+            raise ActivityError(f"dtype {dtype}: expected float32, bfloat16 or qint8")
+        name = "int8" if dtype == INT8 else "explicit"
+    else:
+        name = "auto" if dtype is None else str(dtype).lower()
+    if name == "int8":
+        if device.type != "cpu":
+            raise ActivityError(f"--dtype int8 runs on the CPU only (device {device}); use bf16 or fp32 there")
+        return INT8
+    if name == "explicit":
+        return dtype  # type: ignore[return-value]
     if name in ("fp32", "float32"):
         return torch.float32
     if name in ("bf16", "bfloat16"):
         return torch.bfloat16
     if name != "auto":
-        raise ActivityError(f"dtype {dtype!r}: expected auto, bf16 or fp32")
+        raise ActivityError(f"dtype {dtype!r}: expected auto, bf16, fp32 or int8")
     if device.type == "cuda":
         return auto_dtype("cuda", cuda_bf16=torch.cuda.is_bf16_supported())
     return auto_dtype(device.type, cpu_native_bf16=cpu_has_native_bf16(), cpu_speedup=bf16_speedup)
@@ -117,7 +135,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 def describe_dtype(dtype: torch.dtype, device: torch.device) -> str:
     """A short phrase for logs: ``dtype bf16 on cpu``."""
-    return f"dtype {'bf16' if dtype == torch.bfloat16 else 'float32'} on {device}"
+    return f"dtype {dtype_name(dtype)} on {device}"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``bf16``, ``int8`` or ``float32``: the word logs and tables use for a resolved dtype."""
+    return {torch.bfloat16: "bf16", INT8: "int8"}.get(dtype, "float32")
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -156,10 +179,10 @@ def output_deviation(reference: Any, candidate: Any) -> float:
     return value if np.isfinite(value) else float("inf")
 
 
-def say_fallback(deviation: float, device: torch.device) -> None:
-    """The one line (stderr) that says bf16 was replaced by float32 on ``device``."""
+def say_fallback(deviation: float, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> None:
+    """The one line (stderr) that says ``dtype`` (bf16 or int8) was replaced by float32 on ``device``."""
     place = "this CPU" if device.type == "cpu" else f"this GPU ({device})"
-    print(f"bf16 on {place} disagrees with float32 (max {deviation:.2f}); using float32", file=sys.stderr)
+    print(f"{dtype_name(dtype)} on {place} disagrees with float32 (max {deviation:.2f}); using float32", file=sys.stderr)
 
 
 @torch.inference_mode()
@@ -179,6 +202,8 @@ def checked_autocast_dtype(model: torch.nn.Module, device: torch.device, dtype: 
     Checked once per model, device and process (one forward each way in eval mode; the model's mode and the
     random number generators are left as they were). float32 needs no check.
     """
+    if dtype == INT8:  # int8 exists only in the CPU fast copy: autocast paths run float32
+        return torch.float32
     if dtype != torch.bfloat16:
         return dtype
     checked = _AUTOCAST_CHECKED.setdefault(model, {})

@@ -11,7 +11,7 @@ from activity.constants import CLIP_SAMPLES, num_frames
 from activity.model import ActivityModel
 from activity import cpu_kernels
 from activity.cpu_kernels import FastFeatureExtractor, Float32Conv1d, inference_model
-from activity.precision import BF16_TOLERANCE, checked_autocast_dtype, probe_clips
+from activity.precision import BF16_TOLERANCE, INT8, INT8_TOLERANCE, checked_autocast_dtype, probe_clips
 from activity.predict import predict_clips
 
 
@@ -195,3 +195,82 @@ def test_the_probe_clip_is_fixed() -> None:
     assert torch.equal(probe, probe_clips())
     # Pinned values: the same input on every platform (PCG64 and numpy's sine are platform-independent).
     assert abs(float(probe.abs().mean()) - 0.29783) < 1e-4 and abs(float(probe.abs().max()) - 0.64232) < 1e-4
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 2), (2, 2), (4, 2), (5, 3), (1, 1)])
+def test_a_convolution_summed_from_tap_views_equals_conv1d(kernel: int, stride: int) -> None:
+    torch.manual_seed(kernel * 10 + stride)
+    hidden = torch.randn(301, 6)  # time-major (L, C)
+    weight = torch.randn(5, 6, kernel)  # (C_out, C_in, k), Conv1d's layout
+    expected = torch.nn.functional.conv1d(hidden.t()[None], weight, stride=stride)[0].t()
+    folded = weight.permute(0, 2, 1).reshape(5, -1).t()  # (k * C_in, C_out), as FastFeatureExtractor keeps it
+    # A view that does not start its storage (a block of a longer clip) must give the same answer.
+    padded = torch.cat([torch.randn(7, 6), hidden])[7:]
+    for source in (hidden, padded):
+        torch.testing.assert_close(cpu_kernels._strided_conv(source, folded, kernel, stride), expected,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_a_batch_gives_each_clip_what_it_gives_alone(model: ActivityModel) -> None:
+    x = audio((3, 9000), seed=7)
+    fast = FastFeatureExtractor(model.encoder.feature_extractor, torch.float32)
+    with torch.no_grad():
+        together = fast(x)
+        alone = torch.cat([fast(x[i : i + 1]) for i in range(3)])
+    assert torch.equal(together, alone)
+
+
+def test_attention_is_the_flash_kernel_in_float32_and_products_in_bf16(model: ActivityModel) -> None:
+    fp32 = cpu_kernels.build_fast_model(model, torch.float32)
+    bf16 = cpu_kernels.build_fast_model(model, torch.bfloat16)
+    assert fp32.encoder.config._attn_implementation == "sdpa"
+    assert bf16.encoder.config._attn_implementation == cpu_kernels._CPU_ATTENTION
+    assert model.encoder.config._attn_implementation == "sdpa"  # the model's own config is untouched
+
+
+def test_int8_copy_quantizes_the_transformer_products_and_stays_near_float32(model: ActivityModel, capsys) -> None:
+    if cpu_kernels.int8_engine() is None:
+        pytest.skip("this PyTorch has no quantized engine")
+    x = audio((3, CLIP_SAMPLES), seed=8).numpy()
+    with torch.no_grad():
+        direct = model(torch.from_numpy(x))
+    int8 = predict_clips(model, x, dtype="int8")
+    assert capsys.readouterr().err == ""  # within the bound: no fallback line
+    difference = np.abs(int8.frame_probs - direct.frame_probs.numpy()).max()
+    assert 0 < difference < INT8_TOLERANCE  # int8 really ran, and stayed close
+    runner, autocast = inference_model(model, torch.device("cpu"), INT8)
+    assert not autocast
+    linears = [m for m in runner.encoder.encoder.modules() if isinstance(m, (torch.nn.Linear, cpu_kernels.Int8Linear))]
+    assert linears and all(isinstance(m, cpu_kernels.Int8Linear) for m in linears)
+    assert isinstance(runner.encoder.feature_extractor, FastFeatureExtractor)  # the front end stays float32
+    assert all(type(m) is torch.nn.Linear for m in model.encoder.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_int8_that_disagrees_with_float32_is_replaced(monkeypatch, capsys) -> None:
+    if cpu_kernels.int8_engine() is None:
+        pytest.skip("this PyTorch has no quantized engine")
+    torch.manual_seed(6)
+    model = ActivityModel.from_encoder("tiny", gru_hidden=8, gru_layers=1).eval()
+    x = audio((2, CLIP_SAMPLES), seed=9).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x))
+    monkeypatch.setattr(cpu_kernels, "build_fast_model", broken_builder((INT8,)))
+    got = predict_clips(model, x, dtype="int8")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("int8 on this CPU disagrees with float32 (max ")
+    assert float(lines[0].split("(max ")[1].split(")")[0]) > INT8_TOLERANCE
+    np.testing.assert_allclose(got.frame_probs, expected.frame_probs.numpy(), atol=1e-5)
+    runner, _ = inference_model(model, torch.device("cpu"), INT8)
+    assert not any(isinstance(m, cpu_kernels.Int8Linear) for m in runner.modules())
+
+
+def test_int8_engine_follows_the_onednn_cap(monkeypatch) -> None:
+    engines = torch.backends.quantized.supported_engines
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    if "onednn" in engines:
+        assert cpu_kernels.int8_engine() == "onednn"  # AMX int8: 2-3x fbgemm's VNNI kernels
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    if "x86" in engines:
+        assert cpu_kernels.int8_engine() == "x86"  # without AMX fbgemm is as fast or faster
+    assert cpu_kernels.int8_engine(["qnnpack"]) is None

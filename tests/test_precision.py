@@ -7,7 +7,7 @@ import torch
 
 from activity import precision
 from activity.errors import ActivityError
-from activity.precision import BF16_MIN_SPEEDUP, auto_dtype, resolve_dtype
+from activity.precision import BF16_MIN_SPEEDUP, INT8, auto_dtype, describe_dtype, resolve_dtype
 
 CPU = torch.device("cpu")
 
@@ -51,10 +51,34 @@ def test_resolve_dtype_auto_uses_this_machines_facts(monkeypatch: pytest.MonkeyP
 
 
 def test_bad_dtypes_are_named() -> None:
-    with pytest.raises(ActivityError, match="dtype 'fp16': expected auto, bf16 or fp32"):
+    with pytest.raises(ActivityError, match="dtype 'fp16': expected auto, bf16, fp32 or int8"):
         resolve_dtype("fp16", CPU)
-    with pytest.raises(ActivityError, match="expected float32 or bfloat16"):
+    with pytest.raises(ActivityError, match="expected float32, bfloat16 or qint8"):
         resolve_dtype(torch.float16, CPU)
+
+
+def test_int8_is_asked_for_never_picked_and_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_dtype("int8", CPU) == INT8 == resolve_dtype("INT8", CPU) == resolve_dtype(torch.qint8, CPU)
+    assert describe_dtype(INT8, CPU) == "dtype int8 on cpu"
+    with pytest.raises(ActivityError, match="--dtype int8 runs on the CPU only"):
+        resolve_dtype("int8", torch.device("cuda"))
+    # auto is bf16 or float32 whatever the machine: int8 changes reports (experiments/RESULTS.md, "int8").
+    for native in (False, True):
+        for speedup in (0.5, 100.0):
+            monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+            monkeypatch.setattr(precision, "bf16_speedup", lambda: speedup)
+            assert resolve_dtype("auto", CPU) in (torch.float32, torch.bfloat16)
+    # int8 exists only in the CPU fast copy: autocast paths (training, validation) run it as float32.
+    assert precision.checked_autocast_dtype(torch.nn.Linear(2, 2), CPU, INT8) == torch.float32
+
+
+def test_inference_flags_take_int8_and_training_does_not() -> None:
+    from activity import infer, pianoroll, train
+
+    assert infer.build_parser().parse_args(["--dtype", "int8"]).dtype == "int8"
+    assert pianoroll.build_parser().parse_args(["--dtype", "int8"]).dtype == "int8"
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--precision", "int8"])
 
 
 def test_bf16_speedup_is_measured_once_per_process() -> None:
@@ -70,7 +94,8 @@ def test_dtype_flag_on_the_inference_commands(module: str, capsys: pytest.Captur
     assert parser.parse_args([]).dtype == "auto"
     assert parser.parse_args(["--dtype", "fp32"]).dtype == "fp32"
     help_text = parser.format_help()
-    assert "--dtype {auto,bf16,fp32}" in help_text and "checked against float32" in " ".join(help_text.split())
+    assert "--dtype {auto,bf16,fp32,int8}" in help_text and "checked against float32" in " ".join(help_text.split())
+    assert "never picked by auto" in " ".join(help_text.split())
     with pytest.raises(SystemExit):
         parser.parse_args(["--dtype", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err

@@ -128,5 +128,5 @@ def test_devices_and_dtypes() -> None:
             resolve_device("cuda")
     cpu = torch.device("cpu")
     assert resolve_dtype("fp32", cpu) == torch.float32 and resolve_dtype("bfloat16", cpu) == torch.bfloat16
-    with pytest.raises(ActivityError, match="expected auto, bf16 or fp32"):
+    with pytest.raises(ActivityError, match="expected auto, bf16, fp32 or int8"):
         resolve_dtype("fp16", cpu)
