@@ -65,8 +65,8 @@ class Detector:
     :class:`~activity.model.ActivityModel` already in memory (used as it is, on its own device unless
     ``device`` is given). ``device``: ``auto`` (CUDA when available; what None means for a checkpoint
     folder), ``cpu``, ``cuda``, ``cuda:N``.
-    ``dtype``: ``auto``, ``bf16`` or ``fp32`` (:func:`activity.precision.resolve_dtype`; bf16 is checked
-    against float32 before use). ``threshold``: one decision threshold for every class instead of the
+    ``dtype``: ``auto``, ``bf16``, ``fp32`` or ``int8`` (CPU) (:func:`activity.precision.resolve_dtype`; bf16
+    and int8 are checked against float32 before use). ``threshold``: one decision threshold for every class instead of the
     checkpoint's tuned ones (0.5 where it has none). Bad values raise :class:`ActivityError` naming the flag.
     """
 
