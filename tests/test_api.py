@@ -66,7 +66,7 @@ def test_detector_holds_the_options_once(tiny: ActivityModel) -> None:
 @pytest.mark.parametrize("kwargs, message", [
     ({"batch_size": 0}, "--batch-size must be at least 1, got 0"),
     ({"threshold": 1.5}, "--threshold must be between 0 and 1, got 1.5"),
-    ({"dtype": "half"}, "dtype 'half': expected auto, bf16 or fp32"),
+    ({"dtype": "half"}, "dtype 'half': expected auto, bf16, fp32 or int8"),
     ({"device": "tpu"}, "--device tpu"),
 ])
 def test_detector_names_a_bad_option(tiny: ActivityModel, kwargs: dict, message: str) -> None:
