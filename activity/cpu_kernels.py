@@ -2,19 +2,24 @@
 
 :func:`inference_model` gives the module to run for a model on a device and dtype. On the CPU, for an
 :class:`~activity.model.ActivityModel` in eval mode with MERT's front end, that is a copy made once and
-cached while the weights do not change (``experiments/bench_infer.py`` measures each part):
+cached while the weights do not change (``experiments/fp32_parts.py`` times each part against the model's
+own, ``experiments/bench_infer.py`` the whole against the course pipeline):
 
 * the conv front end as matrix products on time-major activations (oneDNN's 1-D convolutions reach
-  less than half the matrix-product rate), its group norm folded into the first layer's weights;
+  less than half the matrix-product rate), its group norm folded into the first layer's weights, one
+  clip at a time and in blocks of time so that no activation outgrows the caches and glibc's 32 MB
+  mmap threshold (above it every call page-faults its output in afresh: 18 ms per 49 MB);
 * encoder weights converted to bf16 once, instead of autocast casting all 95M of them at every call;
 * in bf16, attention as two batched products and a softmax (faster than PyTorch's CPU flash kernel at
   T = 374 there; in float32 the flash kernel is the faster one and stays);
 * the positional convolution's weight norm computed once, and the convolution itself in float32.
 
+``int8`` is the float32 copy with the transformer's products in int8 (:func:`quantize_fast_model`).
+
 Every copy is checked against the model's own float32 forward on the probe clip of
 :mod:`activity.precision` before it is used: a bf16 copy that disagrees by more than
-``BF16_TOLERANCE`` is replaced by a float32 one (one line says so), a float32 copy that disagrees by
-more than ``FAST_COPY_TOLERANCE`` by the model itself.
+``BF16_TOLERANCE`` (an int8 one by more than ``INT8_TOLERANCE``) is replaced by a float32 one (one line
+says so), a float32 copy that disagrees by more than ``FAST_COPY_TOLERANCE`` by the model itself.
 
 Why the positional convolution runs in float32 on the CPU, in the fast copy and under autocast alike
 (:func:`positional_conv_in_float32`): oneDNN's AMX kernel for this grouped convolution with a long kernel
