@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "random groups dropped and gains drawn, labels and 75 Hz truth following the groups kept")
     g.add_argument("--remix-keep", type=float, default=0.6,
                    help="with --remix-prob: chance each stem group (a class, or the drums) is kept in a remix")
+    g.add_argument("--distill-from", type=Path, default=None, metavar="CKPT",
+                   help="a saved model (a best/ folder) whose clip and 75 Hz frame probabilities are soft targets on "
+                   "a share of each batch (--distill-share), added to the label loss with --distill-weight: keeps "
+                   "what that model knows while new data teaches the rest")
+    g.add_argument("--distill-weight", type=float, default=1.0,
+                   help="with --distill-from: weight of the soft-target loss (clip BCE + --frame-loss-weight x frame BCE)")
+    g.add_argument("--distill-share", type=float, default=0.5,
+                   help="with --distill-from: share of each micro-batch (its first items, at least one) the teacher "
+                   "scores; the teacher's forward pass costs time in proportion")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, dropout and mixing")
     g = p.add_argument_group("machine")
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
@@ -174,7 +183,7 @@ def _load_saved_args(args: argparse.Namespace) -> argparse.Namespace:
         merged["data"] = args.data
     if args.extra_train:
         merged["extra_train"] = args.extra_train
-    for key in ("out", "data", "init_from"):
+    for key in ("out", "data", "init_from", "distill_from"):
         merged[key] = Path(merged[key]) if merged.get(key) is not None else None
     merged["extra_train"] = [Path(d) for d in merged.get("extra_train") or []]
     return argparse.Namespace(**merged)
@@ -195,12 +204,12 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ActivityError(f"--encoder-dropout must be in [0, 1), got {args.encoder_dropout}")
     for flag, value in {"--warmup": args.warmup, "--mix-prob": args.mix_prob, "--mask-time-prob": args.mask_time_prob,
                         "--gru-dropout": args.gru_dropout, "--remix-prob": args.remix_prob,
-                        "--remix-keep": args.remix_keep}.items():
+                        "--remix-keep": args.remix_keep, "--distill-share": args.distill_share}.items():
         if not 0.0 <= value <= 1.0:
             raise ActivityError(f"{flag} must be in [0, 1], got {value}")
     for flag, value in {"--lr-head": args.lr_head, "--lr-encoder": args.lr_encoder,
                         "--frame-loss-weight": args.frame_loss_weight, "--weight-decay": args.weight_decay,
-                        "--grad-clip": args.grad_clip}.items():
+                        "--grad-clip": args.grad_clip, "--distill-weight": args.distill_weight}.items():
         if value < 0:
             raise ActivityError(f"{flag} must not be negative, got {value}")
     if args.num_workers < 0:
@@ -291,6 +300,39 @@ def compute_loss(out, labels, frames, has_frames, frame_loss_weight: float):
     return loss
 
 
+def distillation_loss(out, teacher_out, frame_loss_weight: float):
+    """Soft-target BCE of the first ``k`` items of ``out`` against ``teacher_out`` (``k`` = the teacher's batch):
+    clip probabilities (k, 9) and, weighted by ``frame_loss_weight``, 75 Hz frame probabilities (k, T, 9)."""
+    import torch.nn.functional as F
+
+    from .constants import PROB_EPS
+
+    k = teacher_out.clip_probs.shape[0]
+    clip_probs = out.clip_probs[:k].float().clamp(PROB_EPS, 1 - PROB_EPS)
+    loss = F.binary_cross_entropy(clip_probs, teacher_out.clip_probs.float())
+    if frame_loss_weight > 0:
+        loss = loss + frame_loss_weight * F.binary_cross_entropy_with_logits(
+            out.frame_logits[:k].float(), teacher_out.frame_probs.float())
+    return loss
+
+
+def _load_teacher(args: argparse.Namespace, device, log):
+    """``--distill-from``: the frozen teacher model in eval mode on ``device``, or None."""
+    from .errors import ActivityError
+    from .model import ActivityModel
+
+    if args.distill_from is None:
+        return None
+    try:
+        teacher = ActivityModel.from_pretrained(args.distill_from)
+    except ActivityError as exc:
+        raise ActivityError(f"--distill-from: {exc}") from None
+    teacher.to(device).eval().requires_grad_(False)
+    log(f"distilling from {args.distill_from}: soft targets on {args.distill_share:.0%} of each batch, "
+        f"weight {args.distill_weight:g}")
+    return teacher
+
+
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
     from .fileio import atomic_path
     from .plotting import plot_training_curves
@@ -342,6 +384,7 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     state: TrainState
+    teacher: Any = None  # the --distill-from model, or None
     steps_this_run: int = 0
 
     @property
@@ -516,12 +559,13 @@ def _set_up(args: argparse.Namespace) -> Run:
     model.to(device).train()
     dtype = checked_autocast_dtype(model, device, resolve_dtype(args.precision, device))
     log(f"precision: {'bf16 autocast' if dtype == torch.bfloat16 else 'float32'} (--precision {args.precision})")
+    teacher = _load_teacher(args, device, log)
     fitted_frontend = bool(args.frontend_steps) and not args.resume
     if fitted_frontend:
         _fit_frontend(model, train_set, args, device, dtype, log)
     optimizer, scheduler, steps_per_epoch, total_steps = _optimiser(model, args, len(train_set), rank, world)
     run = Run(args=args, device=device, dtype=dtype, rank=rank, world=world, train_set=train_set, val_index=val_index, model=model, net=model, optimizer=optimizer, scheduler=scheduler,
-              steps_per_epoch=steps_per_epoch, total_steps=total_steps, state=TrainState())
+              steps_per_epoch=steps_per_epoch, total_steps=total_steps, state=TrainState(), teacher=teacher)
     if args.resume:
         _restore_state(run)
     if world > 1:
@@ -577,7 +621,13 @@ def _train_epoch(run: Run, stop: StopRequested) -> int | None:
         with run.net.no_sync() if (run.world > 1 and not sync) else contextlib.nullcontext():
             with autocast(run.device, run.dtype):
                 out = run.net(waveform)
-            loss = compute_loss(out, labels, frames, has_frames, args.frame_loss_weight) / args.grad_accum
+            loss = compute_loss(out, labels, frames, has_frames, args.frame_loss_weight)
+            if run.teacher is not None:
+                k = max(1, round(args.distill_share * waveform.shape[0]))
+                with torch.no_grad(), autocast(run.device, run.dtype):
+                    teacher_out = run.teacher(waveform[:k])
+                loss = loss + args.distill_weight * distillation_loss(out, teacher_out, args.frame_loss_weight)
+            loss = loss / args.grad_accum
             loss.backward()
         recent = (recent + [loss.item() * args.grad_accum])[-20:]
         state.epoch_loss_sum += recent[-1]
