@@ -126,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from last/ (model, optimiser, scheduler, step, RNG) with its saved settings")
     g = p.add_argument_group("model")
     g.add_argument("--encoder", default=defaults.encoder,
-                   help="mert-v1-95m, mert-v1-330m (MERT's pretrained weights: the hub ids m-a-p/MERT-v1-95M / -330M, "
-                   "downloaded when online), compact (small, random init), tiny (tests), mert-v1-95m-random / "
-                   "mert-v1-330m-random (MERT's architecture, random init), or a folder of MERT's files / a hub id")
+                   help="mert-v1-95m, mert-v1-330m (24 kHz, 75 Hz), mert-v0, mert-v0-public, music2vec-v1 (16 kHz, "
+                   "50 Hz): released weights (hub ids m-a-p/..., downloaded when online, else the local hub cache); "
+                   "any of those + '-random' (the architecture, random init); compact (small, random init); tiny "
+                   "(tests); or a folder of MERT's files or of a transformers wav2vec2 / hubert / wavlm / "
+                   "data2vec-audio model; or a hub id")
     g.add_argument("--init-from", type=Path, default=defaults.init_from, metavar="CKPT",
                    help="start from the weights of a saved model (a best/ folder, or last/model) with a fresh optimiser "
                    "and schedule; the model's shape then comes from its config.json, not from --encoder/--gru-*")
@@ -561,7 +563,7 @@ def _fit_frontend(model, train_set, config: TrainConfig, device, dtype, log) -> 
 
     started = time.perf_counter()
     losses = fit_frontend(model.encoder, train_set, config.frontend_steps, config.batch_size, seed=config.seed,
-                          precision_context=lambda: autocast(device, dtype))
+                          precision_context=lambda: autocast(device, dtype), prepare=model.encoder_input)
     tenth = max(1, len(losses) // 10)
     log(f"front end fitted to the log-mel spectrogram in {time.perf_counter() - started:.0f} s: "
         f"error {np.mean(losses[:tenth]):.3f} (first tenth of {len(losses)} steps) -> {np.mean(losses[-tenth:]):.3f} (last)")
@@ -641,7 +643,7 @@ def _set_up(config: TrainConfig) -> Run:
         config.out.mkdir(parents=True, exist_ok=True)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         source = f"weights from {config.init_from}" if config.init_from is not None and not config.resume else f"encoder {config.encoder}"
-        log(f"model: {source}, {n_train / 1e6:.2f}M trainable parameters; {total_steps} steps "
+        log(f"model: {source} ({model.encoder.describe()}), {n_train / 1e6:.2f}M trainable parameters; {total_steps} steps "
             f"({steps_per_epoch} per epoch) of {config.batch_size * config.grad_accum * world} clips on {device}")
         if fitted_frontend:  # a resumed run must not fit the front end again
             _save_last(run)

@@ -3,10 +3,13 @@
     .venv/bin/python experiments/bench_infer.py [--clips 32] [--baseline-clips 12] [--batch-size 8]
 
 Both sides use the MERT-v1-95M architecture with random weights (real weights change nothing about
-speed) on this machine's CPU, each in its own process so that its peak resident memory is its own:
+speed) on this machine's CPU, or any other ``--encoder`` that ``activity.train`` takes (MERT-v0,
+music2vec-v1, a transformers folder: the baseline then feeds its model audio resampled to its rate with
+soxr, clip by clip, as a student's loader would), each in its own process so that its peak resident
+memory is its own:
 
 * baseline, what students usually run: one clip at a time, float32, transformers'
-  ``Wav2Vec2FeatureExtractor`` (MERT's preprocessor settings) on numpy, ``HubertModel`` with
+  ``Wav2Vec2FeatureExtractor`` (MERT's preprocessor settings) on numpy, the encoder (``HubertModel``, ...) with
   ``output_hidden_states=True`` under ``torch.no_grad()`` in eval mode, then a time-mean of every
   hidden state (torch's default thread count);
 * ours: :func:`activity.predict.predict_clips` on an :class:`ActivityModel` (frame and clip outputs),
@@ -43,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-clips", type=int, default=12, help="clips timed for the baseline (after one warm-up)")
     p.add_argument("--batch-size", type=int, default=8, help="ours' batch size")
     p.add_argument("--dtype", default="auto", help="ours' dtype: auto, bf16 or fp32")
-    p.add_argument("--encoder", default="mert-v1-95m-random", help="encoder (a random-weight preset by default)")
+    p.add_argument("--encoder", default="mert-v1-95m-random",
+                   help="any --encoder of activity.train (a random-weight preset by default; e.g. mert-v0-random, "
+                   "music2vec-v1-random, a transformers model folder)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's own)")
     p.add_argument("--part", choices=["baseline", "ours"], default=None, help=argparse.SUPPRESS)
     return p
@@ -81,13 +86,12 @@ def test_clips(count: int, seed: int = 0):
     return (0.3 * tones + 0.05 * rng.standard_normal((count, CLIP_SAMPLES))).astype(np.float32)
 
 
-def count_flops(encoder_name: str) -> dict[str, float]:
+def count_flops(encoder_name: str) -> dict[str, float | str]:
     """GFLOP of one 5 s clip: the whole model's forward and its encoder alone (float32, eval)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from activity.constants import CLIP_SAMPLES
-    from activity.encoder import encoder_hidden_states
     from activity.model import ActivityModel
 
     torch.manual_seed(0)
@@ -96,28 +100,32 @@ def count_flops(encoder_name: str) -> dict[str, float]:
     with torch.no_grad():
         with FlopCounterMode(display=False) as whole:
             model(clip)
+        encoder_input = model.encoder_input(clip)  # resampled to the encoder's rate
         with FlopCounterMode(display=False) as encoder:
-            encoder_hidden_states(model.encoder, clip)
+            model.encoder.hidden_states(encoder_input)
     assert CLIP_SAMPLES == clip.shape[1]
-    return {"model_gflop": whole.get_total_flops() / 1e9, "encoder_gflop": encoder.get_total_flops() / 1e9}
+    return {"model_gflop": whole.get_total_flops() / 1e9, "encoder_gflop": encoder.get_total_flops() / 1e9,
+            "encoder_class": getattr(model.encoder, "model_class", type(model.encoder)).__name__}
 
 
 def run_baseline(args: argparse.Namespace) -> dict:
     import torch
     from transformers import Wav2Vec2FeatureExtractor
 
+    from activity.audio import resample
     from activity.constants import SAMPLE_RATE
-    from activity.encoder import build_encoder, preset_config
+    from activity.encoder import load_encoder, resolve_encoder
 
     torch.manual_seed(0)
-    model = build_encoder(preset_config(args.encoder)).eval()
-    # MERT-v1's preprocessor_config.json.
-    processor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
+    rate = resolve_encoder(args.encoder).sample_rate
+    model = load_encoder(args.encoder).eval()
+    # MERT-v1's preprocessor_config.json (at the encoder's rate).
+    processor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=rate, padding_value=0.0,
                                          do_normalize=True, return_attention_mask=True)
     clips = test_clips(args.baseline_clips + 1)
 
     def embed(clip):
-        inputs = processor(clip, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        inputs = processor(resample(clip, SAMPLE_RATE, rate), sampling_rate=rate, return_tensors="pt")
         with torch.no_grad():
             outputs = model(**inputs, output_hidden_states=True)
         return torch.stack(outputs.hidden_states).squeeze(1).mean(-2)  # (layers, hidden)
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| pipeline | clips/s | s/clip | GFLOP/s | share of peak | peak RSS (MiB) |")
     print("|---|---|---|---|---|---|")
-    print(f"| baseline (fp32, 1 clip, HF extractor + HubertModel) | {base_rate:.2f} | {1 / base_rate:.3f} | "
+    print(f"| baseline (fp32, 1 clip, HF extractor + {flops['encoder_class']}) | {base_rate:.2f} | {1 / base_rate:.3f} | "
           f"{flops['model_gflop'] * base_rate:.0f} | {base_roofline:.0%} of fp32 {baseline['peak_fp32_gflops']:.0f} "
           f"| {baseline['peak_rss_mib']:.0f} |")
     print(f"| ours (predict_clips, {ours['dtype']}, batch {args.batch_size}) | {our_rate:.2f} | {1 / our_rate:.3f} | "
