@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import FRAME_RATE, NUM_CLASSES
+from .constants import CLASSES, FRAME_RATE, NUM_CLASSES
 from .errors import ActivityError
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -85,7 +85,12 @@ def _print_scores(label: str, frames: dict, sed: dict | None, min_duration: floa
     without = NUM_CLASSES - len(with_truth)
     print(f"  {label}")
     print(f"    classes with truth: {', '.join(with_truth) or 'none'}")
-    frame_note = f"all {NUM_CLASSES} classes" + (f"; the {without} without truth score 0" if without else "")
+    frame_note = f"all {NUM_CLASSES} classes"
+    if without and with_truth:  # the mean over the classes with truth too, comparable with the lines below
+        mean = float(np.mean([frames["per_class_f1"][CLASSES.index(c)] for c in with_truth]))
+        frame_note += f"; the {without} without truth score 0; {mean:.4f} over the {len(with_truth)} with truth"
+    elif without:
+        frame_note += f"; the {without} without truth score 0"
     print(f"    frame-level ({FRAME_RATE} Hz):      micro-F1 {frames['micro_f1']:.4f}  macro-F1 {frames['macro_f1']:.4f}"
           f"  (macro over {frame_note})")
     if sed is None:
@@ -123,7 +128,6 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
 
 def _predict_files(args, files: list[Path], pairs: dict[Path, Path | None], out: Path, formats: tuple[str, ...],
                    load) -> int:
-    from .constants import CLASSES
     from .evaluate import frame_scores
     from .sed_metrics import SongTruth, sed_scores
 

@@ -14,6 +14,7 @@ import torch
 
 from activity import infer
 from activity.api import DEMO_CHECKPOINT, Detector, training_data
+from activity.constants import CLASSES
 from activity.datasets import read_split
 from activity.model import ActivityModel
 
@@ -71,12 +72,13 @@ def test_each_score_line_says_which_classes_it_averages(ckpt: Path, song, tmp_pa
     assert sorted(named) == sorted(with_truth)
     without = 9 - len(with_truth)
     frame = re.search(r"frame-level \(75 Hz\): .*macro-F1 (\d\.\d{4})  \(macro over all 9 classes; the (\d) without "
-                      r"truth score 0\)", printed)
-    assert frame and int(frame.group(2)) == without
+                      r"truth score 0; (\d\.\d{4}) over the (\d) with truth\)", printed)
+    assert frame and int(frame.group(2)) == without and int(frame.group(4)) == len(with_truth)
     # The frame macro-F1 is the mean of all nine per-class F1s, the segment/event ones of those with truth.
     per_class = scores["frame"]["per_class_f1"]
-    per_class = list(per_class.values()) if isinstance(per_class, dict) else per_class
     assert float(frame.group(1)) == pytest.approx(sum(per_class) / 9, abs=1e-4)
+    truth_mean = sum(per_class[CLASSES.index(c)] for c in with_truth) / len(with_truth)
+    assert float(frame.group(3)) == pytest.approx(truth_mean, abs=1e-4)
     for level in ("segment-based", "event-based"):
         line = next(line for line in printed.splitlines() if line.strip().startswith(level))
         assert f"(macro over the {len(with_truth)} with truth" in line
