@@ -29,6 +29,42 @@ DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
 """The shipped checkpoint (``checkpoints/demo`` of the repository)."""
 
 
+DEMO_TRAINING = ("trained on synthetic Slakh played by one SoundFont (TimGM6mb), no effects: "
+                 "see docs/checkpoint-history.md for what to trust")
+"""What the shipped checkpoint was trained on (its folder holds only the model; the history is in docs/)."""
+
+
+def training_data(checkpoint: Path) -> str:
+    """``trained on ...``: what a checkpoint folder was trained on, as far as the files around it tell.
+
+    The demo checkpoint's is :data:`DEMO_TRAINING`. A run's ``best/`` or ``last/`` folder has the run's
+    ``last/train_args.json`` beside it (``--data``, ``--extra-train``), and a synthetic set's
+    ``manifest.json`` (one folder above ``slakh/``) names its SoundFonts; anything else is "unknown".
+    """
+    import json
+
+    if Path(checkpoint).resolve() == DEMO_CHECKPOINT:
+        return DEMO_TRAINING
+    args_file = Path(checkpoint).parent / "last" / "train_args.json"
+    try:
+        saved = json.loads(args_file.read_text(encoding="utf-8"))
+        data = Path(saved["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "training data unknown (no train_args.json beside it)"
+    text = f"trained on {data}"
+    extra = saved.get("extra_train") or []
+    if extra:
+        text += f" + {len(extra)} more folder(s)"
+    try:
+        manifest = json.loads((data.parent / "manifest.json").read_text(encoding="utf-8"))
+        fonts = [f.get("name") for f in manifest.get("soundfonts") or [manifest.get("soundfont") or {}]]
+        text += (f" (synthetic, SoundFont {'+'.join(str(f) for f in fonts)}"
+                 f"{', effects' if manifest.get('effects') else ''})")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return text
+
+
 def check_options(batch_size: int, threshold: float | None) -> None:
     """``--batch-size`` and ``--threshold`` as every command and :class:`Detector` take them."""
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -97,10 +133,14 @@ class Detector:
                                  else "saved" if self.model.thresholds is not None else "0.5")
 
     def describe(self) -> str:
-        """One line for logs: checkpoint, device and dtype."""
+        """One line for logs: the checkpoint (folder, encoder, size, training data where known), device and dtype."""
         from .precision import describe_dtype
 
-        return f"checkpoint {self.checkpoint or 'in memory'}; {describe_dtype(self.dtype, self.device)}"
+        parameters = sum(p.numel() for p in self.model.parameters()) / 1e6
+        about = f"encoder {self.model.config.encoder}, {parameters:.1f}M parameters"
+        if self.checkpoint is not None:
+            about += f", {training_data(self.checkpoint)}"
+        return f"checkpoint {self.checkpoint or 'in memory'} ({about}); {describe_dtype(self.dtype, self.device)}"
 
     # ------------------------------------------------------------------------------------------
     # Predictions
@@ -171,20 +211,29 @@ class Detector:
         outputs.written = write_outputs(outputs, Path(out), formats)
         return outputs
 
-    def split_probs(self, index: Any) -> np.ndarray:
+    def split_probs(self, index: Any, progress: bool | None = None) -> np.ndarray:
         """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
 
         Clips are read a few batches at a time, so memory stays bounded for a split of any size.
+        ``progress``: a bar on stderr counting clips, advanced after every few batches (None: only when
+        stderr is a terminal).
         """
-        from .audio import load_clip
+        import sys
 
+        from tqdm import tqdm
+
+        from .audio import load_clip
         from .constants import NUM_CLASSES
 
-        chunk = max(self.batch_size * 16, 64)
+        # A multiple of the batch size, so the batches (and the numbers) are those of one pass over all clips.
+        chunk = self.batch_size * max(1, 32 // self.batch_size)
         probs = [np.zeros((0, NUM_CLASSES), np.float32)]
-        for start in range(0, len(index), chunk):
-            clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
-            probs.append(self.predict_clips(clips).clip_probs)
+        with tqdm(total=len(index), unit="clip", desc="scoring", file=sys.stderr, leave=False,
+                  disable=(not sys.stderr.isatty()) if progress is None else not progress) as bar:
+            for start in range(0, len(index), chunk):
+                clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
+                probs.append(self.predict_clips(clips).clip_probs)
+                bar.update(len(clips))
         return np.concatenate(probs)
 
     def score_split(self, data: str | os.PathLike, split: str = "test") -> SplitScores:

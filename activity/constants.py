@@ -1,23 +1,26 @@
 """Every fixed number of the task, in one place.
 
-Audio is mono float at ``SAMPLE_RATE``; MERT's convolutional front end turns it into frames at
-``FRAME_RATE`` (one every ``HOP`` samples, each seeing ``RECEPTIVE_FIELD`` samples). The course cut
-songs into ``CLIP_SECONDS`` clips and labels each with the multi-hot vector over ``CLASSES``.
+Audio is mono float at ``SAMPLE_RATE``; every output is on one grid of frames at ``FRAME_RATE`` (one
+every ``HOP`` samples, each covering ``RECEPTIVE_FIELD`` samples): MERT-v1's own frames. An encoder with
+other rates (its own sample rate, hop and receptive field live in its module, :mod:`activity.backbones`)
+is resampled to and interpolated from this grid inside the model (:mod:`activity.backbones.grid`). The
+course cut songs into ``CLIP_SECONDS`` clips and labels each with the multi-hot vector over ``CLASSES``.
 """
 
 from __future__ import annotations
 
 SAMPLE_RATE: int = 24_000
-"""Samples per second of every waveform the model sees (MERT-v1 was trained at 24 kHz)."""
+"""Samples per second of every waveform the model takes, datasets and files alike (MERT-v1 was trained at
+24 kHz; a 16 kHz encoder gets its audio resampled inside the model)."""
 
 HOP: int = 320
-"""Samples between two encoder frames: the product of the conv strides 5*2*2*2*2*2*2."""
+"""Samples between two output frames (MERT-v1's conv strides 5*2*2*2*2*2*2)."""
 
 RECEPTIVE_FIELD: int = 400
-"""Samples seen by one encoder frame: kernels 10,3,3,3,3,2,2 with strides 5,2,2,2,2,2,2."""
+"""Samples one output frame covers (what one MERT-v1 frame sees: kernels 10,3,3,3,3,2,2, strides 5,2,...)."""
 
 FRAME_RATE: int = SAMPLE_RATE // HOP
-"""Encoder frames per second (75)."""
+"""Output frames per second (75), whatever the encoder's own frame rate."""
 
 CLIP_SECONDS: int = 5
 """Length of one course clip, in seconds; also the step of the course's per-song 5 s truth."""
@@ -71,7 +74,7 @@ PROB_EPS: float = 1e-6
 
 
 def num_frames(num_samples: int) -> int:
-    """Encoder frames for ``num_samples`` samples: floor((N - 400) / 320) + 1, 0 below 400.
+    """Output frames for ``num_samples`` samples at 24 kHz: floor((N - 400) / 320) + 1, 0 below 400.
 
     >>> num_frames(CLIP_SAMPLES)
     374

@@ -295,15 +295,35 @@ def _checked_fast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module | Non
     return fast
 
 
+COVERED_KINDS: tuple[str, ...] = ("hubert",)
+"""Encoder kinds (:data:`activity.backbones.BACKBONES`) the fast copy is built and tested for: MERT's HuBERT."""
+
+_STEPPED_ASIDE: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def _step_aside(model: nn.Module, encoder: nn.Module) -> None:
+    """Say once per model that the fast copy does not cover its encoder kind."""
+    if model not in _STEPPED_ASIDE:
+        _STEPPED_ASIDE.add(model)
+        print(f"the CPU fast copy covers {', '.join(COVERED_KINDS)} encoders, not {encoder.kind}; "
+              "running the model as it is", file=sys.stderr)
+
+
 def inference_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> tuple[nn.Module, bool]:
     """The module to run for ``model`` on ``device`` in ``dtype``, and whether it runs under bf16 autocast.
 
     On the CPU, for an :class:`~activity.model.ActivityModel` in eval mode with MERT's front end: the
     checked fast copy (see the module docstring), sharing the head's parameters; built once and rebuilt
     only when a weight changes. Otherwise the model itself, under autocast for bf16 when
-    :func:`~activity.precision.checked_autocast_dtype` allows it.
+    :func:`~activity.precision.checked_autocast_dtype` allows it (that guard compares whole outputs, so it
+    serves every encoder); an encoder kind outside :data:`COVERED_KINDS` gets one line saying so.
     """
-    if device.type != "cpu" or model.training or not FastFeatureExtractor.supports(getattr(model, "encoder", None)):
+    encoder = getattr(model, "encoder", None)
+    kind = getattr(encoder, "kind", COVERED_KINDS[0])
+    if device.type == "cpu" and not model.training and kind not in COVERED_KINDS:
+        _step_aside(model, encoder)
+    if (device.type != "cpu" or model.training or kind not in COVERED_KINDS
+            or not FastFeatureExtractor.supports(encoder)):
         if dtype == INT8:
             print("int8 runs only in the CPU fast copy (MERT's front end, eval mode); using float32", file=sys.stderr)
             return model, False

@@ -1,22 +1,26 @@
-"""The MERT encoder, built from transformers' own ``HubertModel`` (no remote code).
+"""Where an encoder comes from: presets, released weights, local folders and hub ids, for every kind of the seam.
 
-MERT-v1 is a stock HuBERT network (post-LN encoder for 95M, pre-LN "stable layer norm" for 330M, a
-7-layer conv front end with kernels 10,3,3,3,3,2,2 and strides 5,2,2,2,2,2,2, so one frame per
-``HOP`` samples at 24 kHz = 75 Hz). The hub's remote code breaks on recent transformers, so this module
-rebuilds the same network from ``HubertModel`` and loads MERT's own files into it with strict key
-matching:
+The encoders themselves are classes of :mod:`activity.backbones` (transformers' own ``HubertModel``,
+``Wav2Vec2Model``, ``WavLMModel``, ``Data2VecAudioModel``; no remote code). This module turns an
+``--encoder`` value into an :class:`EncoderSource` (kind, architecture, sample rate, input normalisation,
+weights file):
 
-* ``mert-v1-95m`` / ``mert-v1-330m``: MERT's released weights (the hub ids ``m-a-p/MERT-v1-95M`` /
-  ``-330M``, downloaded when online, else taken from the local hub cache);
-* random-weight presets: ``mert-v1-95m-random`` / ``mert-v1-330m-random`` (MERT's exact architectures,
-  for benchmarks), ``compact`` (a small encoder that trains on a CPU) and ``tiny`` (for tests);
-* a local folder with MERT's ``config.json`` (``model_type: mert_model``), ``preprocessor_config.json`` and
-  ``pytorch_model.bin`` / ``model.safetensors``;
-* a hub id (``m-a-p/MERT-v1-95M``), downloaded with ``huggingface_hub`` only when named.
+* MERT's released weights by short name: ``mert-v1-95m`` / ``mert-v1-330m`` (24 kHz, 75 Hz frames),
+  ``mert-v0`` / ``mert-v0-public`` (HuBERT base at 16 kHz, 50 Hz) and ``music2vec-v1`` (data2vec-audio base
+  at 16 kHz, 50 Hz): the hub ids of :data:`PRETRAINED_HUB_IDS`, downloaded when online, else taken from the
+  local hub cache;
+* random-weight presets: each of those with ``-random`` (the published architecture, for benchmarks),
+  ``compact`` (a small 24 kHz encoder that trains on a CPU) and ``tiny`` (for tests);
+* a local folder holding a ``config.json`` whose ``model_type`` is ``mert_model``, ``hubert``, ``wav2vec2``,
+  ``wavlm`` or ``data2vec-audio``, optionally ``preprocessor_config.json`` (its ``sampling_rate`` and
+  ``do_normalize``), and ``pytorch_model.bin`` / ``model.safetensors`` (loaded strictly);
+* a hub id (``owner/name``), downloaded with ``huggingface_hub`` only when named.
 
-Training traps handled here: LayerDrop is always off (it drops entries of ``hidden_states`` in train
-mode), SpecAugment time masking is an option drawn from torch's RNG (seedable, so resumable), and the
-last hidden state of the pre-LN layout is taken after the final LayerNorm on every transformers version.
+MERT-v1 is a stock HuBERT network (post-LN encoder for 95M, pre-LN "stable layer norm" for 330M, a 7-layer
+conv front end with kernels 10,3,3,3,3,2,2 and strides 5,2,2,2,2,2,2, so one frame per 320 samples at
+24 kHz = 75 Hz). The hub's remote code breaks on recent transformers, so MERT's files are loaded into the
+stock classes with strict key matching. The functions at the end (:func:`build_encoder`,
+:func:`encoder_hidden_states`, ...) are the pre-seam names of the HuBERT kind's methods.
 """
 
 from __future__ import annotations
@@ -29,16 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import HubertConfig, HubertModel
+from transformers import HubertConfig, PretrainedConfig
 
-from .constants import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
-from .cpu_kernels import positional_conv_in_float32
+from .backbones import BACKBONES, Backbone, backbone_class
+from .backbones.wav2vec2_family import DROPOUT_FIELDS, FamilyBackbone, conv_geometry, time_mask  # noqa: F401
+from .constants import SAMPLE_RATE
 from .errors import ActivityError
 
 NORMALIZE_EPS = 1e-7
 """Added to the variance before the square root, as MERT's ``Wav2Vec2FeatureExtractor`` does."""
 
-# MERT-v1's conv front end; anything else would not give 75 Hz frames.
+# The family's usual conv front end: hop 320, receptive field 400 samples (75 Hz at 24 kHz, 50 Hz at 16 kHz).
 _CONV_KERNEL = [10, 3, 3, 3, 3, 2, 2]
 _CONV_STRIDE = [5, 2, 2, 2, 2, 2, 2]
 
@@ -133,25 +138,102 @@ _TINY: dict[str, Any] = {
     "final_dropout": 0.0,
 }
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "mert-v1-95m": _MERT_95M,
-    "mert-v1-330m": _MERT_330M,
-    "compact": _COMPACT,
-    "tiny": _TINY,
+# MERT-v0 and MERT-v0-public: the HuBERT-base architecture (fairseq's, as MERT-v0 was trained with it) at
+# 16 kHz. Their config.json is not available here: the architecture fields are HuBERT base's (those of
+# MERT-v1-95M, which has the same shape), the dropouts MERT-v1-95M's; real weights come with their own config.
+_MERT_V0: dict[str, Any] = dict(_MERT_95M)
+
+# music2vec-v1: data2vec-audio base at 16 kHz. Its config.json is not available here: these are
+# transformers' Data2VecAudioConfig defaults (facebook/data2vec-audio-base's shape: 12 x 768, 3072 units, a
+# 5-layer positional convolution of kernel 19 in 16 groups), LayerDrop off.
+_MUSIC2VEC: dict[str, Any] = {
+    "conv_dim": [512] * 7,
+    "conv_kernel": _CONV_KERNEL,
+    "conv_stride": _CONV_STRIDE,
+    "conv_bias": False,
+    "feat_extract_activation": "gelu",
+    "hidden_act": "gelu",
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "num_conv_pos_embeddings": 5,
+    "conv_pos_kernel_size": 19,
+    "num_conv_pos_embedding_groups": 16,
+    "layer_norm_eps": 1e-5,
+    "layerdrop": 0.0,
+    "attention_dropout": 0.1,
+    "hidden_dropout": 0.1,
+    "activation_dropout": 0.1,
+    "feat_proj_dropout": 0.0,
+    "final_dropout": 0.1,
+    "apply_spec_augment": True,
+    "mask_time_length": 10,
+    "mask_time_min_masks": 2,
+    "mask_feature_prob": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An encoder architecture by name: its kind (:data:`activity.backbones.BACKBONES`), the sample rate it
+    takes, and its configuration fields."""
+
+    kind: str
+    sample_rate: int
+    fields: dict[str, Any]
+
+    @property
+    def frame_rate(self) -> float:
+        """Encoder frames per second."""
+        return self.sample_rate / conv_geometry(self.fields)[0]
+
+
+PRESETS: dict[str, Preset] = {
+    "mert-v1-95m": Preset("hubert", 24_000, _MERT_95M),
+    "mert-v1-330m": Preset("hubert", 24_000, _MERT_330M),
+    "mert-v0": Preset("hubert", 16_000, _MERT_V0),
+    "mert-v0-public": Preset("hubert", 16_000, _MERT_V0),
+    "music2vec-v1": Preset("data2vec-audio", 16_000, _MUSIC2VEC),
+    "compact": Preset("hubert", 24_000, _COMPACT),
+    "tiny": Preset("hubert", 24_000, _TINY),
 }
 """Encoder architectures by name (random weights when built from these)."""
 
-PRETRAINED_HUB_IDS: dict[str, str] = {"mert-v1-95m": "m-a-p/MERT-v1-95M", "mert-v1-330m": "m-a-p/MERT-v1-330M"}
-"""Short names of MERT's released checkpoints: ``--encoder mert-v1-95m`` means these weights, never random."""
+PRETRAINED_HUB_IDS: dict[str, str] = {
+    "mert-v1-95m": "m-a-p/MERT-v1-95M",
+    "mert-v1-330m": "m-a-p/MERT-v1-330M",
+    "mert-v0": "m-a-p/MERT-v0",
+    "mert-v0-public": "m-a-p/MERT-v0-public",
+    "music2vec-v1": "m-a-p/music2vec-v1",
+}
+"""Short names of released checkpoints: ``--encoder mert-v1-95m`` means these weights, never random."""
 
 RANDOM_SUFFIX = "-random"
 """Appended to a pretrained name for its architecture with random weights (``mert-v1-95m-random``)."""
+
+PRESET_DO_NORMALIZE = True
+"""``do_normalize`` of every preset: MERT's ``preprocessor_config.json`` value (assumed for MERT-v0 and
+music2vec-v1 too, whose preprocessor configs are not available here; real weights bring their own)."""
+
+MODEL_TYPES: dict[str, str] = {
+    "mert_model": "hubert",
+    "hubert": "hubert",
+    "wav2vec2": "wav2vec2",
+    "wavlm": "wavlm",
+    "data2vec-audio": "data2vec-audio",
+}
+"""``model_type`` of a folder's ``config.json`` -> encoder kind (``mert_model`` is MERT's remote-code name)."""
+
+_DEFAULT_FOLDER_RATES = {"mert_model": SAMPLE_RATE}
+"""Sample rate of a folder that names none: 24 kHz for MERT's files (MERT-v1), else the family's 16 kHz."""
+_FAMILY_RATE = 16_000
 
 
 def random_preset(name: str | os.PathLike) -> str | None:
     """The :data:`PRESETS` key that ``name`` builds with random weights, or None (weights, folder, hub id).
 
-    ``compact`` and ``tiny`` are random by nature; MERT's architectures are random only when asked for
+    ``compact`` and ``tiny`` are random by nature; released architectures are random only when asked for
     with :data:`RANDOM_SUFFIX`, so that ``mert-v1-95m`` can never silently mean an untrained encoder.
     """
     key = str(name).lower()
@@ -168,105 +250,72 @@ def encoder_names() -> list[str]:
             *(k + RANDOM_SUFFIX for k in PRETRAINED_HUB_IDS)]
 
 
-PRESET_DO_NORMALIZE = True
-"""MERT's ``preprocessor_config.json`` value, used for every preset."""
-
-# HubertConfig's own fields that describe the network (saved with a model so it can be rebuilt offline).
-_HUBERT_FIELDS = sorted(
-    set(HubertConfig().to_dict())
-    - {"_name_or_path", "architectures", "transformers_version", "id2label", "label2id", "dtype", "problem_type",
-       "output_attentions", "output_hidden_states", "return_dict", "is_encoder_decoder", "chunk_size_feed_forward",
-       "model_type"}
-)
-
-_REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "conv_dim",
-                    "conv_kernel", "conv_stride")
-
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-# Keys of MERT's pre-2023 weight-norm layout; torch's parametrised weight_norm renames them on load.
-_OLD_WEIGHT_NORM = {
-    "encoder.pos_conv_embed.conv.weight_g": "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
-    "encoder.pos_conv_embed.conv.weight_v": "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
-}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
 class EncoderSource:
-    """Where an encoder comes from: its architecture, input normalisation and weights file.
+    """Where an encoder comes from: its kind, architecture, sample rate, input normalisation and weights file.
 
     ``weights`` is ``None`` for a preset (random initialisation).
     """
 
     name: str
-    config: HubertConfig
+    config: PretrainedConfig
     do_normalize: bool
     weights: Path | None
+    kind: str = "hubert"
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def frame_rate(self) -> float:
+        """Encoder frames per second."""
+        return self.sample_rate / conv_geometry(self.config)[0]
 
 
 # --------------------------------------------------------------------------------------------------
 # Configurations
 
 
-def encoder_config_dict(config: HubertConfig) -> dict[str, Any]:
+def _family(kind: str) -> type[FamilyBackbone]:
+    cls = backbone_class(kind)
+    if not issubclass(cls, FamilyBackbone):
+        raise ActivityError(f"encoder kind {kind} is not a transformers model")
+    return cls
+
+
+def kind_of_config(config: PretrainedConfig) -> str:
+    """The encoder kind of a transformers config (by its ``model_type``)."""
+    kind = MODEL_TYPES.get(getattr(config, "model_type", None))
+    if kind is None:
+        raise ActivityError(f"model_type {config.model_type!r} is not an encoder kind ({', '.join(MODEL_TYPES)})")
+    return kind
+
+
+def encoder_config_dict(config: PretrainedConfig) -> dict[str, Any]:
     """The architecture fields of ``config`` as a plain JSON-able dict (what a saved model stores)."""
-    full = config.to_dict()
-    return {key: full[key] for key in _HUBERT_FIELDS if key in full}
-
-
-def _check_frame_rate(fields: dict[str, Any], source: str) -> None:
-    kernel, stride = list(fields["conv_kernel"]), list(fields["conv_stride"])
-    if len(kernel) != len(stride) or len(list(fields["conv_dim"])) != len(kernel):
-        raise ActivityError(f"{source}: conv_dim, conv_kernel and conv_stride must have equal lengths")
-    hop, field = 1, 1
-    for k, s in zip(kernel, stride):
-        field += (k - 1) * hop
-        hop *= s
-    if hop != HOP or field != RECEPTIVE_FIELD:
-        raise ActivityError(
-            f"{source}: the conv front end has hop {hop} and receptive field {field} samples; this package needs "
-            f"MERT's {HOP} and {RECEPTIVE_FIELD} (kernels {_CONV_KERNEL}, strides {_CONV_STRIDE}) for 75 Hz frames"
-        )
+    return _family(kind_of_config(config)).config_to_dict(config)
 
 
 def hubert_config(fields: dict[str, Any], source: str = "encoder config") -> HubertConfig:
     """A ``HubertConfig`` from a MERT or Hubert config dict, with LayerDrop off and SDPA attention.
 
     Raises :class:`ActivityError` naming ``source`` for a config that is not a stock HuBERT network
-    (MERT's CQT front end or DeepNorm) or whose front end does not give 75 Hz frames.
+    (MERT's CQT front end or DeepNorm).
     """
-    if not isinstance(fields, dict):
-        raise ActivityError(f"{source}: expected a JSON object, got {type(fields).__name__}")
-    missing = [key for key in _REQUIRED_FIELDS if key not in fields]
-    if missing:
-        raise ActivityError(f"{source}: missing the field(s) {', '.join(missing)}")
-    for flag in ("feature_extractor_cqt", "deepnorm"):
-        if fields.get(flag):
-            raise ActivityError(f"{source}: {flag}=true is not a stock HuBERT network and is not supported")
-    _check_frame_rate(fields, source)
-    kept = {key: value for key, value in fields.items() if key in _HUBERT_FIELDS}
-    kept["layerdrop"] = 0.0  # LayerDrop removes entries of hidden_states in train mode: the layer mix needs all
-    kept["mask_feature_prob"] = 0.0
-    try:
-        return HubertConfig(**kept, attn_implementation="sdpa")
-    except (TypeError, ValueError) as exc:
-        raise ActivityError(f"{source}: not a valid HuBERT configuration: {exc}") from None
+    return _family("hubert").make_config(fields, source)
 
 
-DROPOUT_FIELDS: tuple[str, ...] = ("hidden_dropout", "attention_dropout", "feat_proj_dropout")
-"""The encoder's dropout rates that ``--encoder-dropout`` sets (0.1 each in MERT-v1-95M and ``compact``)."""
-
-
-def preset_config(name: str) -> HubertConfig:
-    """The ``HubertConfig`` of an architecture (``mert-v1-95m``, ``mert-v1-330m``, ``compact``, ``tiny``;
-    a ``-random`` suffix is accepted)."""
+def preset_config(name: str) -> PretrainedConfig:
+    """The transformers config of a preset (a :data:`PRESETS` key; a ``-random`` suffix is accepted)."""
     key = name.lower()
     key = random_preset(key) or key
     if key not in PRESETS:
         raise ActivityError(f"unknown encoder preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return hubert_config(dict(PRESETS[key]), source=f"preset {key}")
+    preset = PRESETS[key]
+    return _family(preset.kind).make_config(dict(preset.fields), source=f"preset {key}")
 
 
 def _read_json(path: Path) -> Any:
@@ -278,19 +327,27 @@ def _read_json(path: Path) -> Any:
         raise ActivityError(f"{path} is not valid JSON: {exc}") from None
 
 
-def read_do_normalize(folder: Path) -> bool:
-    """``do_normalize`` of a checkpoint's ``preprocessor_config.json`` (MERT's default True if absent)."""
+def read_preprocessor(folder: Path, default_rate: int = SAMPLE_RATE) -> tuple[bool, int]:
+    """``do_normalize`` and ``sampling_rate`` of a checkpoint's ``preprocessor_config.json``.
+
+    Absent file or field: :data:`PRESET_DO_NORMALIZE` and ``default_rate``.
+    """
     path = folder / "preprocessor_config.json"
     if not path.is_file():
-        return PRESET_DO_NORMALIZE
+        return PRESET_DO_NORMALIZE, default_rate
     data = _read_json(path)
     value = data.get("do_normalize", PRESET_DO_NORMALIZE) if isinstance(data, dict) else None
     if not isinstance(value, bool):
         raise ActivityError(f"{path}: do_normalize must be true or false, got {value!r}")
-    rate = data.get("sampling_rate", SAMPLE_RATE)
-    if rate != SAMPLE_RATE:
-        raise ActivityError(f"{path}: sampling_rate is {rate}; this package feeds the encoder {SAMPLE_RATE} Hz audio")
-    return value
+    rate = data.get("sampling_rate", default_rate)
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 1_000 <= rate <= 384_000:
+        raise ActivityError(f"{path}: sampling_rate must be a whole number of Hz, got {rate!r}")
+    return value, rate
+
+
+def read_do_normalize(folder: Path) -> bool:
+    """``do_normalize`` of a checkpoint's ``preprocessor_config.json`` (MERT's default True if absent)."""
+    return read_preprocessor(folder)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,19 +357,27 @@ def read_do_normalize(folder: Path) -> bool:
 def _folder_source(folder: Path, name: str) -> EncoderSource:
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise ActivityError(f"encoder folder {folder} has no config.json (expected MERT's own files)")
+        raise ActivityError(f"encoder folder {folder} has no config.json (expected MERT's or a transformers "
+                            "model's own files)")
     fields = _read_json(config_path)
     if not isinstance(fields, dict):
         raise ActivityError(f"{config_path}: expected a JSON object")
     model_type = fields.get("model_type")
-    if model_type not in ("mert_model", "hubert"):
-        raise ActivityError(f"{config_path}: model_type is {model_type!r}, expected 'mert_model' (or 'hubert')")
+    if model_type not in MODEL_TYPES:
+        raise ActivityError(f"{config_path}: model_type is {model_type!r}, expected one of "
+                            f"{', '.join(repr(t) for t in MODEL_TYPES)}")
+    kind = MODEL_TYPES[model_type]
     # Remote-code-only fields (auto_map, attention_relax, ...) are dropped; unsupported ones refused.
-    config = hubert_config(fields, source=str(config_path))
+    config = _family(kind).make_config(fields, source=str(config_path))
     weights = next((folder / f for f in _WEIGHT_FILES if (folder / f).is_file()), None)
     if weights is None:
         raise ActivityError(f"encoder folder {folder} holds no weights: expected {' or '.join(_WEIGHT_FILES)}")
-    return EncoderSource(name=name, config=config, do_normalize=read_do_normalize(folder), weights=weights)
+    stated = fields.get("sample_rate", fields.get("sampling_rate"))
+    default_rate = stated if isinstance(stated, int) and not isinstance(stated, bool) else \
+        _DEFAULT_FOLDER_RATES.get(model_type, _FAMILY_RATE)
+    do_normalize, rate = read_preprocessor(folder, default_rate)
+    return EncoderSource(name=name, config=config, do_normalize=do_normalize, weights=weights, kind=kind,
+                         sample_rate=rate)
 
 
 def _download(repo_id: str, asked: str | None = None) -> Path:
@@ -341,38 +406,40 @@ def _download(repo_id: str, asked: str | None = None) -> Path:
         except Exception:
             pass
         if asked is not None:
+            owner = "music2vec's" if asked.lower().startswith("music2vec") else "MERT's"
             raise ActivityError(
-                f"--encoder {asked} means MERT's pretrained weights ({repo_id}), and downloading them from the "
-                f"Hugging Face hub failed ({type(exc).__name__}: {exc}). Offline, pass a local folder of MERT's files "
+                f"--encoder {asked} means {owner} pretrained weights ({repo_id}), and downloading them from the "
+                f"Hugging Face hub failed ({type(exc).__name__}: {exc}). Offline, pass a local folder of its files "
                 f"(config.json, preprocessor_config.json, weights), or {asked.lower()}{RANDOM_SUFFIX} for the "
                 "architecture with random weights."
             ) from None
         raise ActivityError(
             f"--encoder {repo_id}: not a preset or an existing folder, and downloading it from the Hugging Face hub "
             f"failed ({type(exc).__name__}: {exc}). Names: {', '.join(encoder_names())}; or pass a folder of MERT's "
-            "files."
+            "or a transformers model's files."
         ) from None
 
 
 def resolve_encoder(name_or_path: str | os.PathLike) -> EncoderSource:
-    """Find the architecture, normalisation and weights an encoder name refers to.
+    """Find the kind, architecture, rate, normalisation and weights an encoder name refers to.
 
-    A random preset (case-insensitive, :func:`random_preset`) gives random weights; ``mert-v1-95m`` /
-    ``mert-v1-330m`` are MERT's released weights; an existing folder must hold MERT's files; ``owner/name``
-    that is no folder is a Hugging Face hub id. Only MERT's short names and hub ids use the network.
+    A random preset (case-insensitive, :func:`random_preset`) gives random weights; the short names of
+    :data:`PRETRAINED_HUB_IDS` are released weights; an existing folder must hold a model's files;
+    ``owner/name`` that is no folder is a Hugging Face hub id. Only short names and hub ids use the network.
     """
     text = str(name_or_path)
     preset = random_preset(text)
     if preset is not None:
+        spec = PRESETS[preset]
         return EncoderSource(name=text.lower(), config=preset_config(preset), do_normalize=PRESET_DO_NORMALIZE,
-                             weights=None)
+                             weights=None, kind=spec.kind, sample_rate=spec.sample_rate)
     if text.lower() in PRETRAINED_HUB_IDS:
         return _folder_source(_download(PRETRAINED_HUB_IDS[text.lower()], asked=text), text)
     path = Path(text).expanduser()
     if path.is_dir():
         return _folder_source(path, text)
     if path.exists():
-        raise ActivityError(f"--encoder {text} is a file; pass the folder holding MERT's config.json and weights")
+        raise ActivityError(f"--encoder {text} is a file; pass the folder holding its config.json and weights")
     if _HUB_ID.match(text):  # exactly one "/", no leading ".", "/" or "~": not meant as a local path
         return _folder_source(_download(text), text)
     raise ActivityError(
@@ -382,104 +449,44 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> EncoderSource:
 
 
 # --------------------------------------------------------------------------------------------------
-# Building and loading
+# Building and loading (the pre-seam names: each calls the encoder's own method)
 
 
-def build_encoder(config: HubertConfig | dict[str, Any], mask_time_prob: float = 0.0) -> HubertModel:
-    """A randomly initialised ``HubertModel`` for ``config``, made safe for training.
+def default_sample_rate(kind: str) -> int:
+    """The sample rate assumed for a kind when none is recorded: 24 kHz for HuBERT (MERT-v1, and every
+    checkpoint written before the seam), the family's 16 kHz for the others."""
+    return SAMPLE_RATE if kind == "hubert" else _FAMILY_RATE
 
-    LayerDrop is off, SpecAugment feature masking off, time masking set to ``mask_time_prob`` (applied by
-    :func:`encoder_hidden_states` in train mode). ``masked_spec_embed`` always exists so that state dicts
-    do not depend on the masking option. The positional convolution runs in float32 under CPU autocast
-    (:func:`activity.cpu_kernels.positional_conv_in_float32`: oneDNN's bf16 kernel for it is wrong on AMX).
-    """
-    if not 0.0 <= mask_time_prob < 1.0:
-        raise ActivityError(f"--mask-time-prob must be in [0, 1), got {mask_time_prob}")
+
+def build_encoder(config: PretrainedConfig | dict[str, Any], mask_time_prob: float = 0.0,
+                  sample_rate: int | None = None) -> Backbone:
+    """A randomly initialised encoder for ``config`` (a dict is a HuBERT config), made safe for training:
+    see :meth:`activity.backbones.wav2vec2_family.FamilyBackbone.build`."""
     if isinstance(config, dict):
         config = hubert_config(config)
-    config.layerdrop = 0.0
-    config.mask_feature_prob = 0.0
-    config.mask_time_prob = float(mask_time_prob)
-    config._attn_implementation = "sdpa"
-    encoder = HubertModel(config)
-    if not hasattr(encoder, "masked_spec_embed"):
-        encoder.masked_spec_embed = torch.nn.Parameter(torch.empty(config.hidden_size).uniform_())
-    # Unused without masking: a trainable parameter that never gets a gradient breaks DDP.
-    encoder.masked_spec_embed.requires_grad_(mask_time_prob > 0)
-    positional_conv_in_float32(encoder)
-    return encoder
+    kind = kind_of_config(config)
+    rate = default_sample_rate(kind) if sample_rate is None else sample_rate
+    return _family(kind).build(config, sample_rate=rate, mask_time_prob=mask_time_prob)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated files, pickles with code, wrong formats
-        raise ActivityError(f"encoder weights {path} could not be read: {exc}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ActivityError(f"encoder weights {path} do not hold a state dict of tensors")
-    return state
+def load_encoder_weights(encoder: Backbone, path: str | os.PathLike) -> None:
+    """Load released weights into ``encoder``, strictly (:meth:`Backbone.load_weights`)."""
+    encoder.load_weights(path)
 
 
-def _list_keys(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def load_encoder_weights(encoder: HubertModel, path: str | os.PathLike) -> None:
-    """Load MERT weights (``pytorch_model.bin`` or ``model.safetensors``) into ``encoder``, strictly.
-
-    Old weight-norm keys (``weight_g``/``weight_v``) are accepted. A checkpoint that lacks only
-    ``masked_spec_embed`` (the SpecAugment vector, unused at inference) keeps the random one. Any other
-    missing or unexpected key, or a shape mismatch, raises :class:`ActivityError` naming the keys.
-    """
-    path = Path(path)
-    state = _read_state_dict(path)
-    # Checkpoints saved from a wrapper model carry its prefix.
-    if state and all(k.startswith("hubert.") for k in state):
-        state = {k[len("hubert."):]: v for k, v in state.items()}
-    expected = encoder.state_dict()
-    mismatched = []
-    for key, tensor in state.items():
-        target = expected.get(_OLD_WEIGHT_NORM.get(key, key))
-        if target is not None and tuple(target.shape) != tuple(tensor.shape):
-            mismatched.append(f"{key} {tuple(tensor.shape)} vs {tuple(target.shape)}")
-    if mismatched:
-        raise ActivityError(f"encoder weights {path} do not fit the architecture in config.json: "
-                            f"shape mismatch for {_list_keys(mismatched)}")
-    result = encoder.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if k != "masked_spec_embed"]
-    if missing or result.unexpected_keys:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {_list_keys(missing)}")
-        if result.unexpected_keys:
-            parts.append(f"unexpected keys {_list_keys(list(result.unexpected_keys))}")
-        raise ActivityError(f"encoder weights {path} do not match the architecture: {'; '.join(parts)}")
-
-
-def freeze_encoder(encoder: HubertModel) -> None:
+def freeze_encoder(encoder: Backbone) -> None:
     """No gradients for any encoder parameter."""
-    for parameter in encoder.parameters():
-        parameter.requires_grad_(False)
+    encoder.freeze()
 
 
-def freeze_feature_extractor(encoder: HubertModel) -> None:
-    """No gradients for the conv front end (the transformer stays trainable).
+def freeze_feature_extractor(encoder: Backbone) -> None:
+    """No gradients for the conv front end (the transformer stays trainable)."""
+    encoder.freeze_feature_extractor()
 
-    Clearing ``requires_grad`` alone is not enough: in train mode ``HubertFeatureEncoder`` marks its
-    input waveform as requiring a gradient unless its own ``_requires_grad`` flag is off, and then the
-    whole conv stack is differentiated and its activations kept for nothing (for ``compact`` on the CPU,
-    8% of a training step and 30% of its memory: experiments/RESULTS.md, Training throughput).
-    """
-    extractor = encoder.feature_extractor
-    for parameter in extractor.parameters():
-        parameter.requires_grad_(False)
-    if hasattr(extractor, "_requires_grad"):
-        extractor._requires_grad = False
+
+def enable_gradient_checkpointing(encoder: Backbone) -> None:
+    """Recompute each transformer layer in the backward pass."""
+    encoder.enable_gradient_checkpointing()
 
 
 def load_encoder(
@@ -489,33 +496,24 @@ def load_encoder(
     freeze: bool = False,
     freeze_conv: bool = False,
     gradient_checkpointing: bool = False,
-) -> HubertModel:
-    """A ready ``HubertModel``: a random preset, MERT's released weights, a folder of MERT's files or a hub id.
+) -> Backbone:
+    """A ready encoder: a random preset, released weights, a folder of a model's files or a hub id.
 
     ``freeze`` stops gradients to the whole encoder, ``freeze_conv`` only to its conv front end;
     ``gradient_checkpointing`` recomputes layer activations in the backward pass to save memory. The
     input normalisation the checkpoint expects is :func:`resolve_encoder`'s ``do_normalize``.
     """
     source = resolve_encoder(name_or_path)
-    encoder = build_encoder(source.config, mask_time_prob=mask_time_prob)
+    encoder = _family(source.kind).build(source.config, sample_rate=source.sample_rate, mask_time_prob=mask_time_prob)
     if source.weights is not None:
-        load_encoder_weights(encoder, source.weights)
+        encoder.load_weights(source.weights)
     if freeze:
-        freeze_encoder(encoder)
+        encoder.freeze()
     elif freeze_conv:
-        freeze_feature_extractor(encoder)
+        encoder.freeze_feature_extractor()
     if gradient_checkpointing:
-        enable_gradient_checkpointing(encoder)
+        encoder.enable_gradient_checkpointing()
     return encoder
-
-
-def enable_gradient_checkpointing(encoder: HubertModel) -> None:
-    """Recompute each transformer layer in the backward pass (non-reentrant: works with frozen inputs)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(encoder, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns
-        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -533,51 +531,7 @@ def normalize_waveform(waveform: torch.Tensor, eps: float = NORMALIZE_EPS) -> to
     return (x - mean) / torch.sqrt(var + eps)
 
 
-def time_mask(batch: int, frames: int, config: HubertConfig, device: torch.device) -> torch.Tensor | None:
-    """SpecAugment time-mask spans ``(B, T)`` bool drawn from torch's RNG; None when masking is off.
-
-    Like wav2vec 2.0: about ``mask_time_prob * T / mask_time_length`` spans (at least
-    ``mask_time_min_masks``) of ``mask_time_length`` frames per example, start frames uniform. Drawing
-    from torch rather than numpy (as HubertModel does) makes masking follow ``torch.manual_seed`` and
-    the saved RNG state of a resumed run.
-    """
-    prob = float(getattr(config, "mask_time_prob", 0.0))
-    if prob <= 0:
-        return None
-    length = int(getattr(config, "mask_time_length", 10))
-    mask = torch.zeros(batch, frames, dtype=torch.bool)
-    if frames >= length > 0:
-        min_masks = int(getattr(config, "mask_time_min_masks", 0))
-        spans = (prob * frames / length + torch.rand(batch)).long()
-        spans = torch.clamp(spans, min=min_masks).clamp(max=frames // length)
-        most = int(spans.max())
-        if most > 0:
-            starts = torch.randint(0, frames - length + 1, (batch, most))
-            index = (starts[:, :, None] + torch.arange(length)).reshape(batch, -1)
-            used = (torch.arange(most)[None, :] < spans[:, None])[:, :, None].expand(-1, -1, length)
-            # Spans may overlap; a position is masked when any used span covers it.
-            mask.scatter_reduce_(1, index, used.reshape(batch, -1), reduce="amax")
-    # An all-False mask (not None) keeps HubertModel from drawing its own numpy mask in train mode.
-    return mask.to(device)
-
-
-def encoder_hidden_states(encoder: HubertModel, waveform: torch.Tensor) -> list[torch.Tensor]:
-    """All hidden states of ``encoder`` for ``(B, N)`` (already normalised) audio.
-
-    Returns ``num_hidden_layers + 1`` tensors ``(B, T, hidden)`` with ``T = num_frames(N)``: the
-    embedding output, then every layer. The last one is always the model's ``last_hidden_state``, i.e.
-    after the final LayerNorm of the pre-LN layout (transformers >= 5.16 would give it before that norm).
-    In train mode SpecAugment time masking is applied when ``config.mask_time_prob > 0``.
-    """
-    mask = None
-    if encoder.training:
-        frames = num_frames(waveform.shape[-1])
-        mask = time_mask(waveform.shape[0], frames, encoder.config, waveform.device)
-    output = encoder(waveform, mask_time_indices=mask, output_hidden_states=True, return_dict=True)
-    hidden = list(output.hidden_states or ())
-    expected = encoder.config.num_hidden_layers + 1
-    if len(hidden) != expected:
-        raise RuntimeError(f"the encoder returned {len(hidden)} hidden states, expected {expected} "
-                           f"(is LayerDrop on? layerdrop={encoder.config.layerdrop})")
-    hidden[-1] = output.last_hidden_state
-    return hidden
+def encoder_hidden_states(encoder: Backbone, waveform: torch.Tensor) -> list[torch.Tensor]:
+    """All hidden states of ``encoder`` for ``(B, N)`` (already normalised) audio at its own rate
+    (:meth:`Backbone.hidden_states`): ``num_hidden_states`` tensors ``(B, T_enc, D)``."""
+    return encoder.hidden_states(waveform)

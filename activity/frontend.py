@@ -3,7 +3,7 @@
 A randomly initialised MERT conv stack learns instrument timbre very slowly from clip and frame labels
 alone: for the first few hundred steps the whole model stays at the loss of the class priors. Fitting
 the conv stack first, on its own, to regress the log-mel spectrogram of the very samples each frame
-sees (400 samples, one frame every hop) costs about a fifth of a full training step per batch and
+sees (its receptive field, one frame every hop, at the encoder's own sample rate) costs about a fifth of a full training step per batch and
 gives the transformer and head spectral features from their first step. See experiments/RESULTS.md
 (issue 6) for the measurements.
 
@@ -38,11 +38,11 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
-@lru_cache(maxsize=4)
-def mel_filterbank(bands: int = MEL_BANDS) -> torch.Tensor:
-    """Triangular mel filters ``(bands, RECEPTIVE_FIELD // 2 + 1)``, each row summing to 1 (HTK mel scale)."""
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(MEL_LOW_HZ), _hz_to_mel(SAMPLE_RATE / 2), bands + 2))
-    freqs = np.linspace(0.0, SAMPLE_RATE / 2, RECEPTIVE_FIELD // 2 + 1)
+@lru_cache(maxsize=8)
+def mel_filterbank(bands: int = MEL_BANDS, sample_rate: int = SAMPLE_RATE, n_fft: int = RECEPTIVE_FIELD) -> torch.Tensor:
+    """Triangular mel filters ``(bands, n_fft // 2 + 1)``, each row summing to 1 (HTK mel scale, up to Nyquist)."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(MEL_LOW_HZ), _hz_to_mel(sample_rate / 2), bands + 2))
+    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     rising = (freqs[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
     falling = (edges[2:, None] - freqs[None]) / (edges[2:, None] - edges[1:-1, None])
     bank = np.maximum(0.0, np.minimum(rising, falling))
@@ -53,15 +53,17 @@ def mel_filterbank(bands: int = MEL_BANDS) -> torch.Tensor:
     return torch.from_numpy(bank / bank.sum(axis=1, keepdims=True)).float()
 
 
-def frame_log_mel(waveform: torch.Tensor, bands: int = MEL_BANDS) -> torch.Tensor:
-    """``(B, N)`` audio at 24 kHz -> ``(B, T, bands)`` natural-log mel power, T = num_frames(N).
+def frame_log_mel(waveform: torch.Tensor, bands: int = MEL_BANDS, sample_rate: int = SAMPLE_RATE, hop: int = HOP,
+                  receptive_field: int = RECEPTIVE_FIELD) -> torch.Tensor:
+    """``(B, N)`` audio at ``sample_rate`` -> ``(B, T, bands)`` natural-log mel power, ``T = (N - R) // hop + 1``.
 
-    Frame ``t`` is the Hann-windowed spectrum of samples ``[t * HOP, t * HOP + RECEPTIVE_FIELD)``: exactly
-    the samples encoder frame ``t`` sees.
+    Frame ``t`` is the Hann-windowed spectrum of samples ``[t * hop, t * hop + receptive_field)``: exactly
+    the samples encoder frame ``t`` sees (defaults: MERT-v1's 24 kHz, 320, 400).
     """
-    spectrum = torch.stft(waveform.float(), RECEPTIVE_FIELD, hop_length=HOP, window=torch.hann_window(
-        RECEPTIVE_FIELD, device=waveform.device), center=False, return_complex=True).abs().pow(2)  # (B, F, T)
-    mel = torch.einsum("mf,bft->btm", mel_filterbank(bands).to(waveform.device), spectrum)
+    spectrum = torch.stft(waveform.float(), receptive_field, hop_length=hop, window=torch.hann_window(
+        receptive_field, device=waveform.device), center=False, return_complex=True).abs().pow(2)  # (B, F, T)
+    bank = mel_filterbank(bands, sample_rate, receptive_field).to(waveform.device)
+    mel = torch.einsum("mf,bft->btm", bank, spectrum)
     return torch.log(mel + 1e-6)
 
 
@@ -73,11 +75,14 @@ def fit_frontend(
     lr: float = 2e-3,
     seed: int = 0,
     precision_context: Callable[[], Any] = contextlib.nullcontext,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[float]:
     """Train ``encoder.feature_extractor`` for ``steps`` AdamW steps to predict :func:`frame_log_mel`.
 
-    ``dataset[i][0]`` is a raw ``(N,)`` clip (a :class:`~activity.datasets.ClipDataset` item; normalised
-    here as the model does); batches are drawn from it in a seeded order, reshuffled after each pass.
+    ``dataset[i][0]`` is a raw ``(N,)`` 24 kHz clip (a :class:`~activity.datasets.ClipDataset` item), turned
+    into the encoder's input by ``prepare`` (the model's :meth:`~activity.model.ActivityModel.encoder_input`:
+    resampled to the encoder's rate and normalised; default: normalised only, for a 24 kHz encoder); the
+    target's frames are the encoder's own (its ``sample_rate``, ``hop`` and ``receptive_field``); batches are drawn from it in a seeded order, reshuffled after each pass.
     ``precision_context()`` wraps the conv forward (bf16 autocast, say). The target is standardised per band over each
     batch, so the mean-squared error starts near 1 and every band counts alike. Returns the loss of each
     step. The conv weights are updated in place; nothing else of ``encoder`` changes.
@@ -101,8 +106,11 @@ def fit_frontend(
             order, position = torch.randperm(len(dataset), generator=generator).tolist(), 0
         rows = order[position: position + batch_size]
         position += batch_size
-        audio = normalize_waveform(torch.stack([dataset[i][0] for i in rows])).to(device)
-        target = frame_log_mel(audio)
+        batch = torch.stack([dataset[i][0] for i in rows])
+        audio = normalize_waveform(batch).to(device) if prepare is None else prepare(batch.to(device))
+        target = frame_log_mel(audio, sample_rate=getattr(encoder, "sample_rate", SAMPLE_RATE),
+                               hop=getattr(encoder, "hop", HOP), receptive_field=getattr(encoder, "receptive_field",
+                                                                                         RECEPTIVE_FIELD))
         target = (target - target.mean(dim=(0, 1))) / (target.std(dim=(0, 1)) + 1e-3)
         with precision_context():
             features = extractor(audio).transpose(1, 2)  # (B, T, width)

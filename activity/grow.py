@@ -42,6 +42,8 @@ def grow_feed_forward(old, intermediate_size: int, seed: int = 0):
     from .constants import CLIP_SAMPLES
     from .model import ActivityModel
 
+    if "intermediate_size" not in old.config.encoder_config:
+        raise ActivityError(f"the {old.config.encoder_kind} encoder has no intermediate_size to grow")
     before = int(old.config.encoder_config["intermediate_size"])
     if intermediate_size <= before:
         raise ActivityError(f"--intermediate-size {intermediate_size} must exceed the model's {before}")

@@ -1,11 +1,15 @@
-"""The instrument-activity network: MERT encoder -> layer mix -> BiGRU -> 75 Hz logits -> auto-pool.
+"""The instrument-activity network: encoder -> layer mix -> 75 Hz grid -> BiGRU -> logits -> auto-pool.
 
 ``ActivityModel`` takes ``(B, N)`` audio at 24 kHz and returns per-frame (75 Hz) and per-clip
-probabilities of the nine classes. Its head:
+probabilities of the nine classes. The encoder is any kind of :mod:`activity.backbones` (MERT by
+default); audio is resampled to its rate inside the model (24 kHz encoders such as MERT-v1 skip this).
+Its head:
 
 * a softmax-weighted sum of ALL encoder hidden states (embedding output and every layer; one learned
-  logit each, initialised equal), followed by a LayerNorm (pre-LN encoders such as MERT-330M give
-  intermediate states of very different scales);
+  logit each, initialised equal), moved onto the 75 Hz output grid when the encoder's frames are not
+  already on it (linear interpolation of frame centre times, :func:`activity.backbones.grid.to_output_grid`:
+  the BiGRU, the logits, the truth and the scores are then at 75 Hz for every encoder), followed by a
+  LayerNorm (pre-LN encoders such as MERT-330M give intermediate states of very different scales);
 * a bidirectional GRU and a linear layer giving per-frame logits ``(B, T, 9)``;
 * auto-pool (McFee et al. 2018), one learned ``alpha`` per class:
   ``p_clip = sum_t p_t * softmax_t(alpha * p_t)`` (``alpha = 0`` is the mean, large ``alpha`` the max).
@@ -27,20 +31,10 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from .constants import CLASSES, NUM_CLASSES, PROB_EPS, RECEPTIVE_FIELD
-from .encoder import (
-    DROPOUT_FIELDS,
-    build_encoder,
-    enable_gradient_checkpointing,
-    encoder_config_dict,
-    encoder_hidden_states,
-    freeze_encoder,
-    freeze_feature_extractor,
-    hubert_config,
-    load_encoder_weights,
-    normalize_waveform,
-    resolve_encoder,
-)
+from .backbones import Backbone, build_backbone
+from .backbones.grid import Resampler, to_output_grid
+from .constants import CLASSES, FRAME_RATE, NUM_CLASSES, PROB_EPS, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
+from .encoder import DROPOUT_FIELDS, encoder_config_dict, normalize_waveform, resolve_encoder
 from .errors import ActivityError
 
 CONFIG_FILE = "config.json"
@@ -53,11 +47,18 @@ class ActivityConfig:
     """Everything needed to rebuild an :class:`ActivityModel` (saved as ``config.json``).
 
     ``encoder`` is informational (the preset, folder or hub id the encoder came from);
-    ``encoder_config`` is the HubertConfig as a dict, enough to rebuild the architecture offline.
+    ``encoder_config`` is the encoder's configuration as a dict (a HubertConfig's fields for MERT), enough to
+    rebuild the architecture offline; ``encoder_kind`` names its class in :data:`activity.backbones.BACKBONES`,
+    ``encoder_sample_rate`` the audio it takes (Hz) and ``encoder_frame_rate`` the frames it gives (Hz, checked
+    against the architecture when built). Files written before these three existed are MERT's kind at 24 kHz
+    and 75 Hz, their defaults.
     """
 
     encoder_config: dict[str, Any]
     encoder: str = "tiny"
+    encoder_kind: str = "hubert"
+    encoder_sample_rate: int = SAMPLE_RATE
+    encoder_frame_rate: float = float(FRAME_RATE)
     do_normalize: bool = True
     gru_hidden: int = 256
     gru_layers: int = 2
@@ -83,6 +84,12 @@ class ActivityConfig:
             raise ActivityError(f"gru_dropout must be in [0, 1), got {self.gru_dropout}")
         if not 0.0 <= self.mask_time_prob < 1.0:
             raise ActivityError(f"mask_time_prob must be in [0, 1), got {self.mask_time_prob}")
+        if isinstance(self.encoder_sample_rate, bool) or not isinstance(self.encoder_sample_rate, int) \
+                or self.encoder_sample_rate <= 0:
+            raise ActivityError(f"encoder_sample_rate must be a positive whole number of Hz, got {self.encoder_sample_rate!r}")
+        if not isinstance(self.encoder_frame_rate, (int, float)) or not self.encoder_frame_rate > 0:
+            raise ActivityError(f"encoder_frame_rate must be a positive number of Hz, got {self.encoder_frame_rate!r}")
+        self.encoder_frame_rate = float(self.encoder_frame_rate)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (what ``config.json`` holds)."""
@@ -146,18 +153,25 @@ def validate_thresholds(values: Any, source: str = "thresholds") -> list[float]:
 
 
 class ActivityModel(nn.Module):
-    """MERT-style encoder + layer mix + BiGRU + per-frame classifier + auto-pool.
+    """Encoder (:class:`~activity.backbones.Backbone`) + layer mix + BiGRU + per-frame classifier + auto-pool.
 
     ``thresholds``: optional per-class decision thresholds (9 floats in (0, 1)); None means 0.5.
+    ``resampler``: 24 kHz -> the encoder's rate, or None for a 24 kHz encoder.
     """
 
     def __init__(self, config: ActivityConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = build_encoder(hubert_config(dict(config.encoder_config), source="encoder_config"),
-                                     mask_time_prob=config.mask_time_prob)
-        hidden = self.encoder.config.hidden_size
-        states = self.encoder.config.num_hidden_layers + 1
+        self.encoder: Backbone = build_backbone(config.encoder_kind, dict(config.encoder_config),
+                                                sample_rate=config.encoder_sample_rate,
+                                                mask_time_prob=config.mask_time_prob, source="encoder_config")
+        if abs(self.encoder.frame_rate - config.encoder_frame_rate) > 1e-6 * config.encoder_frame_rate:
+            raise ActivityError(f"encoder_frame_rate is {config.encoder_frame_rate:g} Hz, but the encoder's front end "
+                                f"gives {self.encoder.frame_rate:g} Hz at {config.encoder_sample_rate} Hz")
+        self.resampler = (Resampler(SAMPLE_RATE, config.encoder_sample_rate)
+                          if config.encoder_sample_rate != SAMPLE_RATE else None)
+        hidden = self.encoder.hidden_size
+        states = self.encoder.num_hidden_states
         self.layer_logits = nn.Parameter(torch.zeros(states))  # equal weights at the start
         self.mix_norm = nn.LayerNorm(hidden)
         self.gru = nn.GRU(
@@ -182,7 +196,7 @@ class ActivityModel(nn.Module):
         autopool_init: float = 1.0,
         mask_time_prob: float = 0.0,
     ) -> "ActivityModel":
-        """A new model around an encoder preset (random weights), MERT folder or hub id (real weights).
+        """A new model around an encoder preset (random weights), a model folder or hub id (real weights).
 
         The head is randomly initialised (seed with ``torch.manual_seed`` first for reproducibility).
         """
@@ -190,12 +204,13 @@ class ActivityModel(nn.Module):
         source.config.mask_time_prob = float(mask_time_prob)  # the checkpoint's pre-training value does not apply
         config = ActivityConfig(
             encoder=str(name_or_path), encoder_config=encoder_config_dict(source.config),
+            encoder_kind=source.kind, encoder_sample_rate=source.sample_rate, encoder_frame_rate=source.frame_rate,
             do_normalize=source.do_normalize, gru_hidden=gru_hidden, gru_layers=gru_layers,
             gru_dropout=gru_dropout, autopool_init=autopool_init, mask_time_prob=mask_time_prob,
         )
         model = cls(config)
         if source.weights is not None:
-            load_encoder_weights(model.encoder, source.weights)
+            model.encoder.load_weights(source.weights)
         return model
 
     def with_encoder_dropout(self, rate: float) -> "ActivityModel":
@@ -239,15 +254,15 @@ class ActivityModel(nn.Module):
 
     def freeze_encoder(self) -> None:
         """Train only the head; the encoder then runs without building a graph."""
-        freeze_encoder(self.encoder)
+        self.encoder.freeze()
 
     def freeze_feature_extractor(self) -> None:
         """Freeze only the encoder's conv front end."""
-        freeze_feature_extractor(self.encoder)
+        self.encoder.freeze_feature_extractor()
 
     def gradient_checkpointing_enable(self) -> None:
         """Recompute encoder layer activations in the backward pass (less memory, more compute)."""
-        enable_gradient_checkpointing(self.encoder)
+        self.encoder.enable_gradient_checkpointing()
 
     def layer_weights(self) -> torch.Tensor:
         """Softmax of the layer-mix logits, ``(L + 1,)`` float32, summing to 1."""
@@ -256,24 +271,47 @@ class ActivityModel(nn.Module):
     # ------------------------------------------------------------------------------------------
     # Forward
 
-    def forward(self, waveform: torch.Tensor) -> ActivityOutput:
-        """``(B, N)`` float audio at 24 kHz (N >= 400) -> :class:`ActivityOutput` with T = num_frames(N).
+    def encoder_input(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` audio at 24 kHz -> ``(B, N')`` float32 as the encoder takes it: resampled to its rate,
+        normalised per clip over time when ``config.do_normalize``, and zero-padded at the end to one
+        receptive field when shorter (only clips under 25 ms at 16 kHz)."""
+        x = waveform.float() if self.resampler is None else self.resampler(waveform)
+        x = normalize_waveform(x) if self.config.do_normalize else x.float()
+        if x.shape[-1] < self.encoder.receptive_field:
+            x = torch.nn.functional.pad(x, (0, self.encoder.receptive_field - x.shape[-1]))
+        return x
 
-        Normalisation (per clip, over time) is applied here when ``config.do_normalize``. Under bf16
-        autocast the encoder runs in bf16, the GRU too on CUDA (float32 on the CPU, where autocast would run
-        it step by step); sigmoid and auto-pool always run in float32.
-        """
+    def frame_features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The layer mix on the 75 Hz grid: ``(B, N)`` audio at 24 kHz -> ``(B, num_frames(N), D)``, before
+        the LayerNorm (in the encoder's dtype)."""
+        return self._mixed(waveform, self.layer_weights())
+
+    def _mixed(self, waveform: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
             raise ActivityError(f"the model takes (batch, samples) audio, got shape {tuple(waveform.shape)}")
         if waveform.shape[-1] < RECEPTIVE_FIELD:
             raise ActivityError(f"audio of {waveform.shape[-1]} samples is shorter than one frame ({RECEPTIVE_FIELD})")
-        x = normalize_waveform(waveform) if self.config.do_normalize else waveform.float()
+        x = self.encoder_input(waveform)
         frozen = not any(p.requires_grad for p in self.encoder.parameters())
         with torch.no_grad() if frozen else contextlib.nullcontext():
-            hidden = encoder_hidden_states(self.encoder, x)
-        weights = self.layer_weights()
-        stacked = torch.stack(hidden, dim=0)  # (L + 1, B, T, H)
+            hidden = self.encoder.hidden_states(x)
+        stacked = torch.stack(hidden, dim=0)  # (L + 1, B, T_enc, H)
         mixed = torch.einsum("l,lbth->bth", weights.to(stacked.dtype), stacked)
+        # Mixing and interpolating commute (both linear in the states): interpolating the mix is the cheap order.
+        encoder = self.encoder
+        return to_output_grid(mixed, num_frames(waveform.shape[-1]), encoder.sample_rate, encoder.hop,
+                              encoder.receptive_field)
+
+    def forward(self, waveform: torch.Tensor) -> ActivityOutput:
+        """``(B, N)`` float audio at 24 kHz (N >= 400) -> :class:`ActivityOutput` with T = num_frames(N).
+
+        Resampling to the encoder's rate and normalisation (per clip, over time, when
+        ``config.do_normalize``) are applied here (:meth:`encoder_input`). Under bf16 autocast the encoder
+        runs in bf16, the GRU too on CUDA (float32 on the CPU, where autocast would run it step by step);
+        resampling, sigmoid and auto-pool always run in float32.
+        """
+        weights = self.layer_weights()
+        mixed = self._mixed(waveform, weights)
         # LayerNorm runs in float32 under autocast anyway; casting first also serves bf16 encoders run
         # without autocast (the CPU fast path of activity.predict).
         mixed = self.mix_norm(mixed.float())

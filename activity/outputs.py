@@ -54,15 +54,31 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def check_writable(folder: Path, flag: str = "--out") -> None:
-    """Create ``folder`` and write a probe file there, so a bad folder fails before any prediction runs."""
+def check_writable(folder: Path, flag: str = "--out") -> list[Path]:
+    """Create ``folder`` and write a probe file there, so a bad folder fails before any prediction runs.
+
+    Returns the folders this call created, outermost first (empty when ``folder`` existed), so that a
+    run which fails before writing anything can remove them again (:func:`remove_if_empty`).
+    """
+    created = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        remove_if_empty(created)
         raise ActivityError(f"{flag} {folder}: cannot write there ({exc.strerror or exc})") from None
+    return created
+
+
+def remove_if_empty(created: list[Path]) -> None:
+    """Remove the folders of :func:`check_writable`'s list that are still empty, innermost first."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()  # fails, and keeps the folder, when anything was written into it
+        except OSError:
+            return
 
 
 @dataclass

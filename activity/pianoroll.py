@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise ActivityError(f"--test-track-dir {track_dir} holds no songs (.flac/.wav)")
     detector = Detector(args.ckpt, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                         threshold=args.threshold)
+    print(f"model: {detector.describe()}", file=sys.stderr)
     thresholds = detector.thresholds
     for track in tracks:
         result = predict_track(detector, track_dir, track)

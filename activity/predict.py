@@ -6,7 +6,9 @@
   :data:`activity.constants.FRAME_AXES`).
 * :func:`predict_file`: the same for an audio file, read as a stream (:mod:`activity.streaming`).
 
-Group-norm feature encoders (MERT's) normalise over time, so padding a window changes its output: songs
+Windows, frames and times here are on the 24 kHz / 75 Hz grid of :mod:`activity.constants` whatever the
+encoder's own rates: the model resamples its input and interpolates its frames onto that grid
+(:mod:`activity.backbones.grid`). Group-norm feature encoders (MERT's) normalise over time, so padding a window changes its output: songs
 are cut into full 5 s windows only (the last one ends at the song's end, overlapping its neighbour),
 never zero-padded to form a batch. The dtype follows the project's one rule,
 :func:`activity.precision.resolve_dtype`; on the CPU the model runs through the checked fast copy of

@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=8, help="clips per round for each of ours' paths")
     p.add_argument("--baseline-clips", type=int, default=2, help="clips per round for the baseline")
     p.add_argument("--batch-size", type=int, default=8, help="ours' batch size")
-    p.add_argument("--encoder", default="mert-v1-95m-random", help="encoder (a random-weight preset by default)")
+    p.add_argument("--encoder", default="mert-v1-95m-random",
+                   help="any --encoder of activity.train (a random-weight preset by default; e.g. mert-v0-random, "
+                   "music2vec-v1-random, a transformers model folder)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall-clock time, or this process's CPU time (needs --threads 1)")
@@ -111,7 +113,6 @@ def count_flops(encoder_name: str) -> dict[str, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from activity.encoder import encoder_hidden_states
     from activity.model import ActivityModel
 
     torch.manual_seed(0)
@@ -121,7 +122,7 @@ def count_flops(encoder_name: str) -> dict[str, float]:
         with FlopCounterMode(display=False) as whole:
             model(clip)
         with FlopCounterMode(display=False) as encoder:
-            encoder_hidden_states(model.encoder, clip)
+            model.encoder.hidden_states(model.encoder_input(clip))  # at the encoder's own rate
     return {"model_gflop": whole.get_total_flops() / 1e9, "encoder_gflop": encoder.get_total_flops() / 1e9}
 
 
@@ -130,8 +131,9 @@ def run_isa(args: argparse.Namespace) -> dict:
     import torch
     from transformers import Wav2Vec2FeatureExtractor
 
+    from activity.audio import resample
     from activity.constants import SAMPLE_RATE
-    from activity.encoder import build_encoder, preset_config
+    from activity.encoder import load_encoder, resolve_encoder
     from activity.model import ActivityModel
     from activity.numerics import onednn_isa
     from activity.precision import dtype_name, resolve_dtype
@@ -139,16 +141,17 @@ def run_isa(args: argparse.Namespace) -> dict:
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.manual_seed(0)
-    hubert = build_encoder(preset_config(args.encoder)).eval()
-    # MERT-v1's preprocessor_config.json.
-    processor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
+    rate = resolve_encoder(args.encoder).sample_rate
+    encoder = load_encoder(args.encoder).eval()
+    # MERT-v1's preprocessor_config.json, at the encoder's rate: a student's loader resamples clip by clip.
+    processor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=rate, padding_value=0.0,
                                          do_normalize=True, return_attention_mask=True)
 
     def baseline(clips) -> None:
         for clip in clips:
-            inputs = processor(clip, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            inputs = processor(resample(clip, SAMPLE_RATE, rate), sampling_rate=rate, return_tensors="pt")
             with torch.no_grad():
-                outputs = hubert(**inputs, output_hidden_states=True)
+                outputs = encoder(**inputs, output_hidden_states=True)
             torch.stack(outputs.hidden_states).squeeze(1).mean(-2)  # (layers, hidden)
 
     cpu = torch.device("cpu")

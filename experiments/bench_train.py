@@ -1,6 +1,10 @@
 """Training throughput: clips per second and peak memory of one optimiser step, per architecture.
 
     .venv/bin/python experiments/bench_train.py [--steps 2] [--batch-size 8] [--configs compact,compact-frozen-fe,95m-frozen,95m]
+    .venv/bin/python experiments/bench_train.py --configs mert-v0-random@frozen-fe,music2vec-v1-random,/path/to/model
+
+A configuration is a name of :data:`CONFIGS` or any ``--encoder`` of ``activity.train`` (a preset, a model
+folder), optionally followed by ``@frozen`` (the whole encoder) or ``@frozen-fe`` (its front end).
 
 One step is what ``activity.train`` does per batch: forward in train mode, the training loss
 (``activity.train.compute_loss``: BCE on ``clip_probs``), backward and an AdamW step with the head and
@@ -33,14 +37,31 @@ CONFIGS = {
     "330m-frozen-fe": ("mert-v1-330m-random", "front end"),
     "330m": ("mert-v1-330m-random", None),
     "demo-frozen-fe": ("checkpoints/demo", "front end"),  # the shipped model's architecture, as fe-f trained
+    "mert-v0-frozen-fe": ("mert-v0-random", "front end"),  # 16 kHz, 50 Hz: the course table's other encoders
+    "mert-v0": ("mert-v0-random", None),
+    "music2vec-frozen-fe": ("music2vec-v1-random", "front end"),
+    "music2vec": ("music2vec-v1-random", None),
 }
+_FROZEN_SUFFIXES = {"": None, "frozen": "encoder", "frozen-fe": "front end"}
+
+
+def parse_config(name: str) -> tuple[str, str | None]:
+    """``(encoder, frozen part)`` of a configuration name: a :data:`CONFIGS` key or ``ENCODER[@frozen|@frozen-fe]``."""
+    if name in CONFIGS:
+        return CONFIGS[name]
+    encoder, _, suffix = name.partition("@")
+    if suffix not in _FROZEN_SUFFIXES:
+        raise ValueError(f"{name}: the suffix after @ must be frozen or frozen-fe")
+    return encoder, _FROZEN_SUFFIXES[suffix]
 DEFAULT_CONFIGS = ("compact", "compact-frozen-fe", "95m-frozen", "95m")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark training steps (AdamW, clip BCE) per architecture.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
+    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                   help=f"comma-separated: from {', '.join(CONFIGS)}, or any --encoder of activity.train "
+                   "(ENCODER, ENCODER@frozen, ENCODER@frozen-fe)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per step")
     p.add_argument("--batch-size-95m", type=int, default=None,
                    help="batch for the trainable 95M encoder (default: --batch-size)")
@@ -60,7 +81,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     from activity.predict import resolve_device
     from activity.train import compute_loss
 
-    encoder, frozen = CONFIGS[name]
+    encoder, frozen = parse_config(name)
     batch = args.batch_size_95m if (name == "95m" and args.batch_size_95m) else args.batch_size
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -97,7 +118,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     for _ in range(args.steps):
         loss = step()
     seconds = time.perf_counter() - start
-    result = {"name": name, "encoder": encoder, "frozen": frozen, "batch": batch, "steps": args.steps,
+    result = {"name": name, "encoder": encoder, "describe": model.encoder.describe(), "frozen": frozen, "batch": batch, "steps": args.steps,
               "seconds": seconds, "loss": loss, "device": str(device), "threads": torch.get_num_threads(),
               "precision": "bf16 autocast" if dtype == torch.bfloat16 else "float32",
               "trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
@@ -108,15 +129,26 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     return result
 
 
+def _released() -> set[str]:
+    from activity.encoder import PRETRAINED_HUB_IDS
+
+    return set(PRETRAINED_HUB_IDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.config is not None:
         print(json.dumps(run_config(args.config, args)))
         return 0
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CONFIGS]
-    if unknown:
-        print(f"error: --configs: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}", file=sys.stderr)
+    from activity.encoder import random_preset
+
+    unknown = [n for n in names if n not in CONFIGS and random_preset(n.partition("@")[0]) is None
+               and not Path(n.partition("@")[0]).is_dir() and n.partition("@")[0].lower() not in _released()]
+    bad_suffix = [n for n in names if n not in CONFIGS and n.partition("@")[2] not in _FROZEN_SUFFIXES]
+    if unknown or bad_suffix:
+        print(f"error: --configs: unknown {', '.join(unknown + bad_suffix)}; choose from {', '.join(CONFIGS)}, or "
+              "an encoder preset or folder with an optional @frozen / @frozen-fe", file=sys.stderr)
         return 2
     passthrough = list(sys.argv[1:] if argv is None else argv)
     load = os.getloadavg()[0]

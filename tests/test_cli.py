@@ -208,3 +208,14 @@ def test_plot_song_without_midi(trained: Path, synth_root: Path, tmp_path: Path,
     out = capsys.readouterr().out
     assert "no MIDI" in out and "macro avg" not in out
     assert (tmp_path / "plots" / "Track01950.png").is_file()
+
+
+def test_train_flags_and_train_config_are_one_set_of_settings() -> None:
+    from dataclasses import fields
+
+    parsed = vars(train.build_parser().parse_args([]))
+    assert set(parsed) == {f.name for f in fields(train.TrainConfig)}
+    assert train.TrainConfig.from_dict(parsed) == train.TrainConfig()  # the flags' defaults are the config's
+    config = train.TrainConfig.from_dict({**parsed, "out": "/x/run", "extra_train": ["/a"], "removed_flag": 1})
+    assert config.out == Path("/x/run") and config.extra_train == [Path("/a")]
+    assert train.TrainConfig.from_dict(json.loads(config.to_json())) == config

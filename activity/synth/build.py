@@ -512,36 +512,52 @@ def _log(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
-    """Run :func:`build_song` on every job, in ``workers`` processes (in this one when 1)."""
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool, job=None) -> list[dict]:
+    """Run :func:`build_song` on every job, in ``workers`` processes (in this one when 1).
+
+    The bar advances as each song finishes, in whatever order the workers finish them. It appears when
+    the first song is done and times the others from there, so the workers' start-up (a new Python
+    process each, a few seconds, much longer on a busy machine) is not taken for a song's time: counted,
+    it made the first ETA many times too long. ``job``: the function run per job (a module-level one,
+    so that tests can time the bar with jobs of their own).
+    """
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), unit="song", desc="synth", disable=not progress, file=sys.stderr)
+    job = _build_song_job if job is None else job
     results: list[dict] = []
+    bar = None
+
+    def finished(record: dict) -> None:
+        nonlocal bar
+        results.append(record)
+        if bar is None:
+            bar = tqdm(total=len(jobs), initial=1, unit="song", desc="synth", disable=not progress, file=sys.stderr)
+        else:
+            bar.update(1)
+
     try:
         if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                results.append(_build_song_job(job))
-                bar.update(1)
+            for item in jobs:
+                finished(job(item))
             return results
         import multiprocessing
-        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         # "spawn": the caller may have started threads (torch), which a fork would copy half-way.
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
         try:
-            pending = {pool.submit(_build_song_job, job) for job in jobs}
+            pending = {pool.submit(job, item) for item in jobs}
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    results.append(future.result())  # re-raises a worker's error here
-                    bar.update(1)
+                    finished(future.result())  # re-raises a worker's error here
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return results
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 # ------------------------------------------------------------------------------------------ API
@@ -674,7 +690,8 @@ def build_dataset(out: Path, size: str = "demo", seed: int = 0, soundfont: Path 
     if total - len(jobs):
         _log(progress, f"resuming in {out}: {total - len(jobs)} of {total} songs already done"
                        + (f", {stale} unfinished temporary files removed" if stale else ""))
-    _log(progress, f"rendering {len(jobs)} songs ({_describe(params)}) into {out} with {min(workers, max(len(jobs), 1))} worker(s)")
+    _log(progress, f"rendering {len(jobs)} songs ({_describe(params)}) into {out} with {min(workers, max(len(jobs), 1))} "
+                   f"worker(s); the progress bar appears when the first song is done")
     for record in _run_jobs(jobs, workers, progress):
         records[record["split"]].append(record)
 

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ..taxonomy import BASS, GUITAR, ORGAN, class_of
+from .loudness import gated_rms
 
 EFFECTS_VERSION: int = 2
 """Bumped whenever the drawn chain changes, so a resumed build never mixes two chains."""
@@ -128,8 +129,6 @@ def apply_mix_chain(mix: np.ndarray, sample_rate: int, settings: dict, rng: np.r
     The noise's RMS is the mix's gated loudness minus ``snr_db``; the result keeps the mix's peak
     (the caller's limiter decided it), scaled by ``gain_db``.
     """
-    from .render import gated_rms
-
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     if peak <= 0:
         return mix

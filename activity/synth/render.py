@@ -16,6 +16,8 @@ import numpy as np
 
 from ..errors import ActivityError
 from .arranger import song_seconds
+from .effects import apply_chain
+from .loudness import gated_rms
 
 RENDER_RATE: int = 44_100
 """Slakh's mixes are 44.1 kHz; songs are rendered at this rate, clips are resampled from it."""
@@ -29,8 +31,6 @@ STEM_OFFSET_DB: float = 3.0
 MIX_PEAK: float = 0.89
 """Largest absolute sample of a mix (-1 dBFS), leaving room for resampling overshoot below 1.0."""
 
-_GATE_FRAME = 2048
-_GATE_DB = -50.0
 
 
 def default_soundfont() -> Path:
@@ -166,18 +166,6 @@ def render_stems_with(pm: "pretty_midi.PrettyMIDI", sample_rate: int, fonts: lis
     return stems
 
 
-def gated_rms(audio: np.ndarray) -> float:
-    """RMS over the frames that are within 50 dB of the loudest one, so rests do not count."""
-    usable = audio.shape[0] // _GATE_FRAME * _GATE_FRAME
-    if usable == 0:
-        return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
-    power = np.mean(np.square(audio[:usable].reshape(-1, _GATE_FRAME), dtype=np.float64), axis=1)
-    if power.max() <= 0:
-        return 0.0
-    gated = power[power >= power.max() * 10 ** (_GATE_DB / 10)]
-    return float(np.sqrt(gated.mean()))
-
-
 def mix_stems(stems: list[np.ndarray], rng: np.random.Generator, sends: list[float] | None = None,
               reverb: dict | None = None, sample_rate: int = RENDER_RATE,
               contributions: list[np.ndarray] | None = None) -> np.ndarray:
@@ -209,7 +197,6 @@ def mix_stems(stems: list[np.ndarray], rng: np.random.Generator, sends: list[flo
                 bus += levelled * sends[i]
         shares.append(levelled)
     if bus is not None and reverb is not None:
-        from .effects import apply_chain
 
         mix += apply_chain(bus.astype(np.float32), sample_rate, [("Reverb", reverb)])
         if contributions is not None:
