@@ -41,8 +41,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# This checkout's activity, not whichever one the environment has installed.
-sys.path.insert(0, str(ROOT))
 PATHS = ("auto", "fp32", "int8")
 
 

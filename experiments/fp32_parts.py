@@ -18,12 +18,9 @@ Prints a markdown table; the fast copy keeps, per part, whichever is faster (act
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-# This checkout's activity, not whichever one the environment has installed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build_parser() -> argparse.ArgumentParser:

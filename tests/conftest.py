@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,23 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "synth-slakh"
     build_dataset(root, size="tiny", seed=0, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model saved as a checkpoint folder (the same weights every time)."""
+    from activity.model import ActivityModel
+
+    torch.manual_seed(0)
+    model = ActivityModel.from_encoder("tiny", gru_hidden=8, gru_layers=1).eval()
+    return model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture()
+def song(synth_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Track01950's audio and MIDI copied into a fresh folder: ``(songs/Track01950.flac, .mid)``."""
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for suffix in (".flac", ".mid"):
+        shutil.copy(synth_root / "test_track" / f"Track01950{suffix}", folder)
+    return folder / "Track01950.flac", folder / "Track01950.mid"

@@ -5,34 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from activity import infer
 from activity.api import DEMO_CHECKPOINT, Detector, training_data
 from activity.constants import CLASSES
 from activity.datasets import read_split
-from activity.model import ActivityModel
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = ActivityModel.from_encoder("tiny", gru_hidden=8, gru_layers=1).eval()
-    return model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
-
-
-@pytest.fixture()
-def song(synth_root: Path, tmp_path: Path) -> tuple[Path, Path]:
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for suffix in (".flac", ".mid"):
-        shutil.copy(synth_root / "test_track" / f"Track01950{suffix}", folder)
-    return folder / "Track01950.flac", folder / "Track01950.mid"
 
 
 def test_audio_names_the_model_once(ckpt: Path, song, tmp_path: Path, capsys) -> None:

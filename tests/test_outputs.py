@@ -12,33 +12,15 @@ import numpy as np
 import pretty_midi
 import pytest
 import soundfile
-import torch
 
 from activity import infer
 from activity.constants import CLASSES, FRAME_RATE, NUM_CLASSES
 from activity.errors import ActivityError
 from activity.evaluate import frame_scores
-from activity.model import ActivityModel
 from activity.outputs import FORMATS, parse_formats
 from activity.sed_metrics import SongTruth, frame_f1_by_sed_scores_eval, sed_scores
 
 ALL = ",".join(FORMATS)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = ActivityModel.from_encoder("tiny", gru_hidden=8, gru_layers=1).eval()
-    return model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
-
-
-@pytest.fixture()
-def song(synth_root: Path, tmp_path: Path) -> tuple[Path, Path]:
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for suffix in (".flac", ".mid"):
-        shutil.copy(synth_root / "test_track" / f"Track01950{suffix}", folder)
-    return folder / "Track01950.flac", folder / "Track01950.mid"
 
 
 def test_parse_formats() -> None:
