@@ -49,3 +49,18 @@ def song(synth_root: Path, tmp_path: Path) -> tuple[Path, Path]:
     for suffix in (".flac", ".mid"):
         shutil.copy(synth_root / "test_track" / f"Track01950{suffix}", folder)
     return folder / "Track01950.flac", folder / "Track01950.mid"
+
+
+@pytest.fixture()
+def hub_offline(monkeypatch: pytest.MonkeyPatch):
+    """Call it to make every Hugging Face hub look-up fail as it does without a network."""
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    def apply() -> None:
+        monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+
+    return apply

@@ -265,7 +265,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(audio: torch.Tensor) ->
             torch.testing.assert_close(a.grad, b.grad, msg=name, atol=1e-6, rtol=1e-4)
 
 
-def test_hub_id_downloads_only_the_needed_files(tmp_path: Path, monkeypatch) -> None:
+def test_hub_id_downloads_only_the_needed_files(tmp_path: Path, monkeypatch, hub_offline) -> None:
     import huggingface_hub
 
     folder = write_mert_folder(tmp_path / "snapshot", reference_hubert())
@@ -282,16 +282,12 @@ def test_hub_id_downloads_only_the_needed_files(tmp_path: Path, monkeypatch) -> 
     assert calls == [("m-a-p/MERT-v1-95M", ["config.json", "preprocessor_config.json", "pytorch_model.bin"])]
     assert source.weights == folder / "pytorch_model.bin"
 
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-
-    monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    hub_offline()
     with pytest.raises(ActivityError, match=r"m-a-p/MERT-v1-330M: .*downloading it .* failed"):
         resolve_encoder("m-a-p/MERT-v1-330M")
 
 
-def test_mert_short_names_mean_the_pretrained_weights(tmp_path: Path, monkeypatch) -> None:
+def test_mert_short_names_mean_the_pretrained_weights(tmp_path: Path, monkeypatch, hub_offline) -> None:
     import huggingface_hub
 
     folder = write_mert_folder(tmp_path / "snapshot", reference_hubert())
@@ -309,11 +305,7 @@ def test_mert_short_names_mean_the_pretrained_weights(tmp_path: Path, monkeypatc
     resolve_encoder("mert-v1-330m")
     assert asked[-1] == "m-a-p/MERT-v1-330M"
 
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-
-    monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    hub_offline()
     with pytest.raises(ActivityError, match=r"mert-v1-95m means MERT's pretrained weights \(m-a-p/MERT-v1-95M\).*"
                                             r"mert-v1-95m-random for the architecture with random weights"):
         resolve_encoder("mert-v1-95m")

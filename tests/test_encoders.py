@@ -162,14 +162,8 @@ def test_presets_of_the_course_table() -> None:
     assert preset_config("music2vec-v1").model_type == "data2vec-audio"
 
 
-def test_released_16k_names_need_their_weights(monkeypatch) -> None:
-    import huggingface_hub
-
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-
-    monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+def test_released_16k_names_need_their_weights(hub_offline) -> None:
+    hub_offline()
     with pytest.raises(ActivityError, match=r"music2vec-v1 means music2vec's pretrained weights \(m-a-p/music2vec-v1\)"
                                             r".*music2vec-v1-random"):
         resolve_encoder("music2vec-v1")
