@@ -92,6 +92,7 @@ class SplitScores:
     scores: dict[str, float]  # micro_f1, macro_f1, mAP (activity.evaluate.clip_scores)
     report: str  # scikit-learn's classification_report over the nine classes
     report_dict: dict[str, Any]  # the same as a dict
+    rechecked: int = 0  # clips near a threshold scored again in float32 (activity.precision.near_threshold)
 
 
 class Detector:
@@ -103,14 +104,18 @@ class Detector:
     folder), ``cpu``, ``cuda``, ``cuda:N``.
     ``dtype``: ``auto``, ``bf16``, ``fp32`` or ``int8`` (CPU) (:func:`activity.precision.resolve_dtype`; bf16
     and int8 are checked against float32 before use). ``threshold``: one decision threshold for every class instead of the
-    checkpoint's tuned ones (0.5 where it has none). Bad values raise :class:`ActivityError` naming the flag.
+    checkpoint's tuned ones (0.5 where it has none). ``recheck``: in bf16 or int8, score a split's clips near a
+    threshold again in float32 (:meth:`split_probs`), so its report is float32's; False gives the fast path's
+    own numbers (training's validation, which tunes the thresholds, and the comparisons of the paths).
+    Bad values raise :class:`ActivityError` naming the flag.
     """
 
     def __init__(self, model: "str | os.PathLike | Any" = DEMO_CHECKPOINT, *, device: Any = None,
-                 dtype: Any = "auto", batch_size: int = 8, threshold: float | None = None) -> None:
+                 dtype: Any = "auto", batch_size: int = 8, threshold: float | None = None,
+                 recheck: bool = True) -> None:
         from .evaluate import as_thresholds
         from .model import ActivityModel
-        from .precision import resolve_dtype
+        from .precision import dtype_name, resolve_dtype
         from .predict import resolve_device
 
         check_options(batch_size, threshold)
@@ -127,6 +132,7 @@ class Detector:
             self.device = resolve_device(device)
             self.model = ActivityModel.from_pretrained(self.checkpoint, device=self.device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.recheck = recheck and dtype_name(self.dtype) != "float32"
         self.batch_size = batch_size
         self.thresholds = as_thresholds(threshold if threshold is not None else self.model.thresholds)
         self.threshold_source = (f"--threshold {threshold}" if threshold is not None
@@ -214,26 +220,46 @@ class Detector:
     def split_probs(self, index: Any, progress: bool | None = None) -> np.ndarray:
         """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
 
-        Clips are read a few batches at a time, so memory stays bounded for a split of any size.
-        ``progress``: a bar on stderr counting clips, advanced after every few batches (None: only when
-        stderr is a terminal).
+        Clips are read a few batches at a time, so memory stays bounded for a split of any size. In bf16 or
+        int8 with ``recheck``, the clips with a class within :data:`~activity.precision.RECHECK_MARGIN` of its
+        threshold are then run again in float32 and their rows replaced. ``progress``: a bar on stderr
+        counting clips (re-checked ones too), advanced after every few batches (None: only when stderr is a
+        terminal).
         """
+        return self._split_probs(index, progress)[0]
+
+    def _split_probs(self, index: Any, progress: bool | None) -> tuple[np.ndarray, int]:
+        """:meth:`split_probs` and how many clips were run again in float32."""
         import sys
 
         from tqdm import tqdm
 
+        from .precision import near_threshold
+
+        with tqdm(total=len(index), unit="clip", desc="scoring", file=sys.stderr, leave=False,
+                  disable=(not sys.stderr.isatty()) if progress is None else not progress) as bar:
+            probs = self._files_probs(index.files, self.dtype, bar)
+            rows = np.flatnonzero(near_threshold(probs, self.thresholds)) if self.recheck else np.zeros(0, int)
+            if len(rows):
+                bar.total += len(rows)
+                bar.set_description("float32 re-check")
+                probs[rows] = self._files_probs([index.files[row] for row in rows], "fp32", bar)
+        return probs, len(rows)
+
+    def _files_probs(self, files: list, dtype: Any, bar: Any) -> np.ndarray:
+        """Clip probabilities ``(len(files), 9)`` of clip files run in ``dtype``, a few batches at a time."""
         from .audio import load_clip
         from .constants import NUM_CLASSES
+        from .predict import predict_clips
 
         # A multiple of the batch size, so the batches (and the numbers) are those of one pass over all clips.
         chunk = self.batch_size * max(1, 32 // self.batch_size)
         probs = [np.zeros((0, NUM_CLASSES), np.float32)]
-        with tqdm(total=len(index), unit="clip", desc="scoring", file=sys.stderr, leave=False,
-                  disable=(not sys.stderr.isatty()) if progress is None else not progress) as bar:
-            for start in range(0, len(index), chunk):
-                clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
-                probs.append(self.predict_clips(clips).clip_probs)
-                bar.update(len(clips))
+        for start in range(0, len(files), chunk):
+            clips = np.stack([load_clip(f)[0] for f in files[start : start + chunk]])
+            probs.append(predict_clips(self.model, clips, batch_size=self.batch_size, device=self.device,
+                                       dtype=dtype).clip_probs)
+            bar.update(len(clips))
         return np.concatenate(probs)
 
     def score_split(self, data: str | os.PathLike, split: str = "test") -> SplitScores:
@@ -269,9 +295,10 @@ class Detector:
         """:meth:`score_split` for a split already read (a :class:`~activity.datasets.SplitIndex`)."""
         from .evaluate import binarize, classification_report, clip_scores
 
-        probs = self.split_probs(index)
+        probs, rechecked = self._split_probs(index, None)
         predictions = binarize(probs, self.thresholds)
         return SplitScores(index=index, probs=probs, predictions=predictions,
                            scores=clip_scores(index.labels, probs, self.thresholds),
                            report=classification_report(index.labels, predictions),
-                           report_dict=classification_report(index.labels, predictions, as_dict=True))
+                           report_dict=classification_report(index.labels, predictions, as_dict=True),
+                           rechecked=rechecked)

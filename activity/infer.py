@@ -59,6 +59,7 @@ def run_split(args: argparse.Namespace) -> int:
     from .constants import CLASSES
     from .datasets import read_split, warn_length_fixed
     from .fileio import write_json
+    from .precision import RECHECK_MARGIN
 
     check_options(args.batch_size, args.threshold)
     if args.data is None:
@@ -71,6 +72,9 @@ def run_split(args: argparse.Namespace) -> int:
                         threshold=args.threshold)
     print(f"{len(index)} {args.split} clips from {args.data / args.split}; {detector.describe()}", file=sys.stderr)
     result = detector.score_index(index)
+    if result.rechecked:
+        print(f"{result.rechecked} of {len(index)} clips had a class within {RECHECK_MARGIN} of its threshold: "
+              "scored again in float32, so the report is float32's", file=sys.stderr)
     print(result.report)
     scores = result.scores
     print(f"micro-F1 {scores['micro_f1']:.4f}  macro-F1 {scores['macro_f1']:.4f}  mAP {scores['mAP']:.4f}  "
