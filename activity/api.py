@@ -158,15 +158,15 @@ class Detector:
         return predict_clips(self.model, clips, batch_size=self.batch_size, device=self.device, dtype=self.dtype)
 
     def predict_song(self, audio: np.ndarray, sample_rate: int, name: str = "audio") -> "Any":
-        """:func:`activity.predict.predict_song` for audio in memory (any rate and channel count)."""
-        from .predict import predict_song
+        """:func:`activity.windows.predict_song` for audio in memory (any rate and channel count)."""
+        from .windows import predict_song
 
         return predict_song(self.model, audio, sample_rate, batch_size=self.batch_size, device=self.device,
                             dtype=self.dtype, name=name)
 
     def predict_file(self, path: str | os.PathLike, progress: bool | None = None, audio_sink: Any = None) -> "Any":
-        """:func:`activity.predict.predict_file`: a whole audio file, read as a stream -> :class:`~activity.predict.SongPrediction`."""
-        from .predict import predict_file
+        """:func:`activity.windows.predict_file`: a whole audio file, read as a stream -> :class:`~activity.windows.SongPrediction`."""
+        from .windows import predict_file
 
         return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
                             progress=progress, audio_sink=audio_sink)

@@ -1,6 +1,6 @@
 """The body of ``python -m activity.infer --audio``: predict each file, write its formats, score it against MIDI.
 
-Each file is predicted by :func:`activity.streaming.predict_file_streaming` (memory bounded for any
+Each file is predicted by :func:`activity.windows.predict_file` (memory bounded for any
 length), written by :func:`activity.outputs.write_outputs`, and, when ``--midi`` gives its MIDI,
 scored at three levels: frame F1 (75 Hz, :func:`activity.evaluate.frame_scores`), segment-based F1
 on 1 s segments and event-based F1 (:mod:`activity.sed_metrics`, by sed_scores_eval). With more than

@@ -65,7 +65,7 @@ FRAME_AXES: str = "(..., T, 9)"
 """The one axis order of every public array over time: time first, the nine classes last.
 
 Clip outputs are ``(B, T, 9)``; a song's 75 Hz roll ``(T, 9)`` and its 5 s segments ``(S, 9)``
-(:class:`activity.predict.SongPrediction`); MIDI truth ``(T, 9)`` / ``(S, 9)`` (:mod:`activity.midi`);
+(:class:`activity.windows.SongPrediction`); MIDI truth ``(T, 9)`` / ``(S, 9)`` (:mod:`activity.midi`);
 the ``.npz``, CSV and JSON outputs and the plots' inputs alike. Only a drawing transposes, to put
 classes on its y axis."""
 

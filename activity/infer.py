@@ -4,7 +4,7 @@ Without ``--audio`` it runs every clip of ``DATA/{split}`` (the test split by de
 scikit-learn's ``classification_report`` over the nine classes with micro, macro, weighted and samples
 averages. With ``--audio`` it writes, per file, the formats of ``--formats`` (default: the 75 Hz roll
 ``.npz``: ``probs`` (T, 9), ``times`` (T,) s, ``classes``; a CSV of 5 s segments; a JSON of events and
-segments; see :mod:`activity.outputs`), reading long files in a stream (:mod:`activity.streaming`),
+segments; see :mod:`activity.outputs`), reading long files in a stream (:mod:`activity.windows`),
 and with ``--midi`` prints frame, segment-based and event-based scores (:mod:`activity.audio_job`).
 """
 

@@ -19,7 +19,7 @@ format            file                        what is in it
 
 Every file is written under a temporary name and renamed (:mod:`activity.fileio`), so an interrupted
 run leaves whole files only. Arrays are time first, ``(T, 9)`` and ``(S, 9)``, as
-:class:`~activity.predict.SongPrediction` holds them.
+:class:`~activity.windows.SongPrediction` holds them.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class SongOutputs:
 
     @classmethod
     def from_prediction(cls, song, name: str, source: str, thresholds: np.ndarray, **kwargs) -> "SongOutputs":
-        """From a :class:`~activity.predict.SongPrediction` (``(T, 9)``, ``(S, 9)``)."""
+        """From a :class:`~activity.windows.SongPrediction` (``(T, 9)``, ``(S, 9)``)."""
         out = cls(name=name, source=source, frame_probs=song.frame_probs,
                   frame_times=song.frame_times, segment_probs=song.segment_probs,
                   duration=float(song.duration), thresholds=np.asarray(thresholds, dtype=np.float64), **kwargs)
