@@ -171,36 +171,33 @@ class Detector:
         return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
                             progress=progress, audio_sink=audio_sink)
 
-    def predict_and_save(self, path: str | os.PathLike, out: str | os.PathLike, formats: Iterable[str] = ("npz", "csv", "json"),
-                         midi: str | os.PathLike | None = None, name: str | None = None,
-                         min_duration: float | None = None, min_gap: float | None = None) -> "Any":
-        """Predict one audio file and write its outputs (``formats``, see :mod:`activity.outputs`) to ``out/name.*``.
+    def analyse_file(self, path: str | os.PathLike, midi: str | os.PathLike | None = None, name: str | None = None,
+                     keep_audio: bool = False, min_duration: float | None = None,
+                     min_gap: float | None = None) -> "Any":
+        """One song, the one per-song pipeline (``infer --audio``, ``plot_pianoroll.py``, :meth:`score_songs`).
 
-        ``midi``: the song's MIDI; its truth goes into the outputs (html, json) and the song is scored:
-        frame F1 at 75 Hz and segment- and event-based F1 (:mod:`activity.sed_metrics`), in
-        ``result.scores``. ``name``: the files' stem (default: the audio's). ``min_duration``/``min_gap``:
-        the event rule in seconds (:mod:`activity.events`; defaults there). Every file is written atomically.
-        Returns the :class:`~activity.outputs.SongOutputs` with ``written`` (format -> path) set on it.
+        Reads ``path`` once as a stream (:func:`activity.windows.predict_file`), with the audio encoded to OGG
+        on the way when ``keep_audio`` (for the HTML view); ``midi``: the song's MIDI, whose truth
+        (``(T, 9)`` at 75 Hz, ``(S, 9)`` per 5 s) goes into the result, and the song is scored: frame F1 at
+        75 Hz and segment- and event-based F1 (:mod:`activity.sed_metrics`), in ``result.scores``.
+        ``name``: the song's name (default: the audio's stem). ``min_duration``/``min_gap``: the event rule
+        in seconds (:mod:`activity.events`; defaults there). Returns :class:`~activity.outputs.SongOutputs`.
         """
         from .evaluate import frame_scores
         from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, check_rule
-        from .outputs import SongOutputs, parse_formats, write_outputs
+        from .html_view import OggEncoder
+        from .midi import frame_roll, segment_roll
+        from .outputs import SongOutputs
+        from .sed_metrics import SongTruth, sed_scores
 
         min_duration = DEFAULT_MIN_DURATION if min_duration is None else min_duration
         min_gap = DEFAULT_MIN_GAP if min_gap is None else min_gap
         check_rule(min_duration, min_gap)
-        formats = parse_formats(",".join(formats))
         path = Path(path)
-        encoder = None
-        if "html" in formats:
-            from .html_view import OggEncoder
-
-            encoder = OggEncoder()
+        encoder = OggEncoder() if keep_audio else None
         song = self.predict_file(path, audio_sink=encoder)
         frame_truth = segment_truth = None
         if midi is not None:
-            from .midi import frame_roll, segment_roll
-
             frame_truth = frame_roll(midi, num_frames=song.frame_probs.shape[0])
             segment_truth = segment_roll(midi, num_segments=song.segment_probs.shape[0])
         name = path.stem if name is None else name
@@ -208,12 +205,23 @@ class Detector:
             song, name, str(path), self.thresholds, min_duration=min_duration, min_gap=min_gap,
             ogg=encoder.finish() if encoder is not None else None, frame_truth=frame_truth, segment_truth=segment_truth)
         if frame_truth is not None:
-            from .sed_metrics import SongTruth, sed_scores
-
             outputs.truth = SongTruth(name, outputs.frame_probs, frame_truth, song.duration)
             sed = sed_scores([outputs.truth], self.thresholds, min_duration, min_gap)
             outputs.scores = {"midi": str(midi), "frame": frame_scores(frame_truth, song.frame_probs, self.thresholds),
                               **(sed or {})}
+        return outputs
+
+    def predict_and_save(self, path: str | os.PathLike, out: str | os.PathLike, formats: Iterable[str] = ("npz", "csv", "json"),
+                         midi: str | os.PathLike | None = None, name: str | None = None,
+                         min_duration: float | None = None, min_gap: float | None = None) -> "Any":
+        """:meth:`analyse_file`, then its outputs (``formats``, see :mod:`activity.outputs`) written to
+        ``out/name.*``, each atomically. Returns the :class:`~activity.outputs.SongOutputs` with ``written``
+        (format -> path) set on it."""
+        from .outputs import parse_formats, write_outputs
+
+        formats = parse_formats(",".join(formats))
+        outputs = self.analyse_file(path, midi=midi, name=name, keep_audio="html" in formats,
+                                    min_duration=min_duration, min_gap=min_gap)
         outputs.written = write_outputs(outputs, Path(out), formats)
         return outputs
 
@@ -271,20 +279,22 @@ class Detector:
         return self.score_index(index)
 
     def score_songs(self, track_dir: str | os.PathLike) -> SongScores:
-        """Run every song of ``track_dir`` (``.flac``/``.wav``/``.ogg`` + ``.mid``) whole and score its 75 Hz
-        roll against the MIDI; songs without MIDI are skipped. Raises :class:`ActivityError` if none has one."""
+        """Run every song of ``track_dir`` (``.flac``/``.wav``/``.ogg`` + ``.mid``) whole (:meth:`analyse_file`)
+        and score its 75 Hz roll against the MIDI; songs without MIDI are skipped. Raises
+        :class:`ActivityError` if none has one."""
         from .evaluate import frame_scores
-        from .plotting import available_tracks, predict_track
+        from .plotting import available_tracks, find_track
 
         track_dir = Path(track_dir)
         if not track_dir.is_dir():
             raise ActivityError(f"song folder {track_dir} does not exist")
         truths, probs = [], []
         for track in available_tracks(track_dir):
-            result = predict_track(self, track_dir, track)
-            if result.frame_truth is not None:
-                truths.append(result.frame_truth)
-                probs.append(result.frame_probs)
+            audio, midi = find_track(track_dir, track)
+            if midi is not None:
+                song = self.analyse_file(audio, midi, name=track)
+                truths.append(song.frame_truth)
+                probs.append(song.frame_probs)
         if not truths:
             raise ActivityError(f"no song in {track_dir} has a MIDI file beside it to score against")
         truth, prob = np.concatenate(truths), np.concatenate(probs)

@@ -165,23 +165,3 @@ def _predict_files(args, files: list[Path], pairs: dict[Path, Path | None], out:
         _print_scores(f"all {len(scored)} scored songs pooled:", frame_scores(pooled_truth, pooled_probs, thresholds),
                       sed_scores(scored, thresholds, args.min_duration, args.min_gap), args.min_duration, args.min_gap)
     return 0
-
-
-def add_arguments(parser) -> None:
-    """The flags of ``--audio`` mode this module reads (added to ``activity.infer``'s parser)."""
-    from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP
-    from .outputs import DEFAULT_FORMATS, FORMATS
-
-    parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
-                        help=f"--audio mode: comma-separated outputs per song, from {', '.join(FORMATS)}: npz (75 Hz "
-                        "roll), csv (5 s segments), json (events + segments), audacity (label track NAME.labels.txt: "
-                        "start<TAB>end<TAB>class per event), sv (NAME.sv.csv, 75 Hz probabilities for Sonic "
-                        "Visualiser's annotation import), html (one self-contained page with player and rolls)")
-    parser.add_argument("--min-duration", type=float, default=DEFAULT_MIN_DURATION, metavar="SECONDS",
-                        help="events (json, audacity, event scores): a class's active run shorter than this is "
-                        "dropped, after the --min-gap joins")
-    parser.add_argument("--min-gap", type=float, default=DEFAULT_MIN_GAP, metavar="SECONDS",
-                        help="events: two active runs of a class closer than this are joined into one")
-    parser.add_argument("--midi", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
-                        help="--audio mode: the songs' MIDI (a file for one song, or files/folders matched to the audio "
-                        "by name: song.flac <-> song.mid); prints frame, segment-based (1 s) and event-based F1 per song")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from .api import DEMO_CHECKPOINT
 from .constants import INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
+from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP
+from .outputs import DEFAULT_FORMATS, FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=INFER_DTYPE_CHOICES, default="auto", help=INFER_DTYPE_HELP)
-    from .audio_job import add_arguments
-
-    add_arguments(p)  # --formats, --min-duration, --min-gap, --midi
+    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                   help=f"--audio mode: comma-separated outputs per song, from {', '.join(FORMATS)}: npz (75 Hz "
+                   "roll), csv (5 s segments), json (events + segments), audacity (label track NAME.labels.txt: "
+                   "start<TAB>end<TAB>class per event), sv (NAME.sv.csv, 75 Hz probabilities for Sonic "
+                   "Visualiser's annotation import), html (one self-contained page with player and rolls)")
+    p.add_argument("--min-duration", type=float, default=DEFAULT_MIN_DURATION, metavar="SECONDS",
+                   help="events (json, audacity, event scores): a class's active run shorter than this is "
+                   "dropped, after the --min-gap joins")
+    p.add_argument("--min-gap", type=float, default=DEFAULT_MIN_GAP, metavar="SECONDS",
+                   help="events: two active runs of a class closer than this are joined into one")
+    p.add_argument("--midi", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
+                   help="--audio mode: the songs' MIDI (a file for one song, or files/folders matched to the audio "
+                   "by name: song.flac <-> song.mid); prints frame, segment-based (1 s) and event-based F1 per song")
     return p
 
 
