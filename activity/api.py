@@ -16,17 +16,33 @@ time before classes (see :mod:`activity.predict` for the song layout).
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from tqdm import tqdm
 
+from .audio import load_clip
+from .constants import DEMO_CHECKPOINT, NUM_CLASSES
+from .datasets import read_split, warn_length_fixed
 from .errors import ActivityError
+from .evaluate import as_thresholds, binarize, classification_report, clip_scores, frame_scores
+from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, check_rule
+from .html_view import OggEncoder
+from .midi import frame_roll, segment_roll
+from .model import ActivityModel
+from .outputs import SongOutputs, parse_formats, write_outputs
+from .plotting import available_tracks, find_track
+from .precision import describe_dtype, dtype_name, near_threshold, resolve_dtype
+from .predict import predict_clips, resolve_device
+from .sed_metrics import SongTruth, sed_scores
+from .windows import predict_file, predict_song
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
-"""The shipped checkpoint (``checkpoints/demo`` of the repository)."""
+__all__ = ["DEMO_CHECKPOINT", "DEMO_TRAINING", "Detector", "SongScores", "SplitScores", "check_options", "training_data"]
 
 
 DEMO_TRAINING = ("trained on synthetic Slakh played by one SoundFont (TimGM6mb), no effects: "
@@ -41,8 +57,6 @@ def training_data(checkpoint: Path) -> str:
     ``last/train_args.json`` beside it (``--data``, ``--extra-train``), and a synthetic set's
     ``manifest.json`` (one folder above ``slakh/``) names its SoundFonts; anything else is "unknown".
     """
-    import json
-
     if Path(checkpoint).resolve() == DEMO_CHECKPOINT:
         return DEMO_TRAINING
     args_file = Path(checkpoint).parent / "last" / "train_args.json"
@@ -113,11 +127,6 @@ class Detector:
     def __init__(self, model: "str | os.PathLike | Any" = DEMO_CHECKPOINT, *, device: Any = None,
                  dtype: Any = "auto", batch_size: int = 8, threshold: float | None = None,
                  recheck: bool = True) -> None:
-        from .evaluate import as_thresholds
-        from .model import ActivityModel
-        from .precision import dtype_name, resolve_dtype
-        from .predict import resolve_device
-
         check_options(batch_size, threshold)
         if isinstance(model, ActivityModel):
             self.model = model
@@ -140,7 +149,6 @@ class Detector:
 
     def describe(self) -> str:
         """One line for logs: the checkpoint (folder, encoder, size, training data where known), device and dtype."""
-        from .precision import describe_dtype
 
         parameters = sum(p.numel() for p in self.model.parameters()) / 1e6
         about = f"encoder {self.model.config.encoder}, {parameters:.1f}M parameters"
@@ -153,20 +161,17 @@ class Detector:
 
     def predict_clips(self, clips: "np.ndarray | Iterable[np.ndarray]") -> "Any":
         """:func:`activity.predict.predict_clips`: ``(B, N)`` clips -> ``clip_probs (B, 9)``, ``frame_probs (B, T, 9)``."""
-        from .predict import predict_clips
 
         return predict_clips(self.model, clips, batch_size=self.batch_size, device=self.device, dtype=self.dtype)
 
     def predict_song(self, audio: np.ndarray, sample_rate: int, name: str = "audio") -> "Any":
         """:func:`activity.windows.predict_song` for audio in memory (any rate and channel count)."""
-        from .windows import predict_song
 
         return predict_song(self.model, audio, sample_rate, batch_size=self.batch_size, device=self.device,
                             dtype=self.dtype, name=name)
 
     def predict_file(self, path: str | os.PathLike, progress: bool | None = None, audio_sink: Any = None) -> "Any":
         """:func:`activity.windows.predict_file`: a whole audio file, read as a stream -> :class:`~activity.windows.SongPrediction`."""
-        from .windows import predict_file
 
         return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
                             progress=progress, audio_sink=audio_sink)
@@ -183,13 +188,6 @@ class Detector:
         ``name``: the song's name (default: the audio's stem). ``min_duration``/``min_gap``: the event rule
         in seconds (:mod:`activity.events`; defaults there). Returns :class:`~activity.outputs.SongOutputs`.
         """
-        from .evaluate import frame_scores
-        from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, check_rule
-        from .html_view import OggEncoder
-        from .midi import frame_roll, segment_roll
-        from .outputs import SongOutputs
-        from .sed_metrics import SongTruth, sed_scores
-
         min_duration = DEFAULT_MIN_DURATION if min_duration is None else min_duration
         min_gap = DEFAULT_MIN_GAP if min_gap is None else min_gap
         check_rule(min_duration, min_gap)
@@ -217,7 +215,6 @@ class Detector:
         """:meth:`analyse_file`, then its outputs (``formats``, see :mod:`activity.outputs`) written to
         ``out/name.*``, each atomically. Returns the :class:`~activity.outputs.SongOutputs` with ``written``
         (format -> path) set on it."""
-        from .outputs import parse_formats, write_outputs
 
         formats = parse_formats(",".join(formats))
         outputs = self.analyse_file(path, midi=midi, name=name, keep_audio="html" in formats,
@@ -238,11 +235,9 @@ class Detector:
 
     def _split_probs(self, index: Any, progress: bool | None) -> tuple[np.ndarray, int]:
         """:meth:`split_probs` and how many clips were run again in float32."""
-        import sys
 
         from tqdm import tqdm
 
-        from .precision import near_threshold
 
         with tqdm(total=len(index), unit="clip", desc="scoring", file=sys.stderr, leave=False,
                   disable=(not sys.stderr.isatty()) if progress is None else not progress) as bar:
@@ -256,9 +251,6 @@ class Detector:
 
     def _files_probs(self, files: list, dtype: Any, bar: Any) -> np.ndarray:
         """Clip probabilities ``(len(files), 9)`` of clip files run in ``dtype``, a few batches at a time."""
-        from .audio import load_clip
-        from .constants import NUM_CLASSES
-        from .predict import predict_clips
 
         # A multiple of the batch size, so the batches (and the numbers) are those of one pass over all clips.
         chunk = self.batch_size * max(1, 32 // self.batch_size)
@@ -272,7 +264,6 @@ class Detector:
 
     def score_split(self, data: str | os.PathLike, split: str = "test") -> SplitScores:
         """Run every clip of ``data/split`` and score it: the course's report, micro/macro-F1 and mAP."""
-        from .datasets import read_split, warn_length_fixed
 
         index = read_split(Path(data), split)
         warn_length_fixed(index)
@@ -282,8 +273,6 @@ class Detector:
         """Run every song of ``track_dir`` (``.flac``/``.wav``/``.ogg`` + ``.mid``) whole (:meth:`analyse_file`)
         and score its 75 Hz roll against the MIDI; songs without MIDI are skipped. Raises
         :class:`ActivityError` if none has one."""
-        from .evaluate import frame_scores
-        from .plotting import available_tracks, find_track
 
         track_dir = Path(track_dir)
         if not track_dir.is_dir():
@@ -303,7 +292,6 @@ class Detector:
 
     def score_index(self, index: Any) -> SplitScores:
         """:meth:`score_split` for a split already read (a :class:`~activity.datasets.SplitIndex`)."""
-        from .evaluate import binarize, classification_report, clip_scores
 
         probs, rechecked = self._split_probs(index, None)
         predictions = binarize(probs, self.thresholds)

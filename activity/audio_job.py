@@ -13,9 +13,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
+from .audio import find_audio_files
 from .constants import CLASSES, FRAME_RATE, NUM_CLASSES
 from .errors import ActivityError
+from .evaluate import frame_scores
+from .events import check_rule
+from .fileio import find_files
+from .midi import class_notes, load_midi
+from .outputs import check_writable, remove_if_empty
+from .sed_metrics import SongTruth, sed_scores
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MIDI_SLACK_SECONDS = 2.0
@@ -26,8 +34,6 @@ MIDI_SHORT_SECONDS = 10.0
 
 def midi_files(paths: list[Path]) -> list[Path]:
     """Files and folders (searched recursively) -> the MIDI files, sorted within each folder."""
-    from .fileio import find_files
-
     return find_files(paths, MIDI_SUFFIXES, "--midi")
 
 
@@ -52,8 +58,6 @@ def pair_midi(audio: list[Path], midi_paths: list[Path] | None) -> dict[Path, Pa
 def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> None:
     """Refuse a MIDI whose notes go on well past its audio's end (a wrong pairing, most likely); warn
     when they stop long before it (scored as silence there, which may be right: a long fade-out)."""
-    from .midi import class_notes
-
     notes = class_notes(midi_path)
     end = max((stop for _, _, stop in notes), default=0.0)
     if end > duration + MIDI_SLACK_SECONDS:
@@ -66,8 +70,6 @@ def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> Non
 
 def _seconds(path: Path) -> float:
     """The file's length from its header; an unreadable file is left to the prediction's own error."""
-    import soundfile
-
     try:
         return float(soundfile.info(str(path)).duration)
     except Exception:
@@ -110,10 +112,6 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
 
     Every flag and path is checked before ``load()`` (-> an :class:`~activity.api.Detector`) runs.
     """
-    from .audio import find_audio_files
-    from .events import check_rule
-    from .outputs import check_writable, remove_if_empty
-
     check_rule(args.min_duration, args.min_gap)
     files = find_audio_files(args.audio)
     pairs = pair_midi(files, args.midi)
@@ -128,9 +126,6 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
 
 def _predict_files(args, files: list[Path], pairs: dict[Path, Path | None], out: Path, formats: tuple[str, ...],
                    load) -> int:
-    from .evaluate import frame_scores
-    from .sed_metrics import SongTruth, sed_scores
-
     detector = load()
     print(f"model: {detector.describe()}", file=sys.stderr)
     thresholds = detector.thresholds
@@ -139,8 +134,6 @@ def _predict_files(args, files: list[Path], pairs: dict[Path, Path | None], out:
     for path in files:
         midi_path = pairs[path]
         if midi_path is not None:
-            from .midi import load_midi
-
             load_midi(midi_path)  # a MIDI that does not parse fails before the prediction, not after
             check_midi_length(midi_path, path, _seconds(path))
         # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.

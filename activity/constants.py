@@ -9,6 +9,11 @@ course cut songs into ``CLIP_SECONDS`` clips and labels each with the multi-hot 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+DEMO_CHECKPOINT: Path = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+"""The shipped checkpoint (``checkpoints/demo`` of the repository): every command's default ``--ckpt``."""
+
 SAMPLE_RATE: int = 24_000
 """Samples per second of every waveform the model takes, datasets and files alike (MERT-v1 was trained at
 24 kHz; a 16 kHz encoder gets its audio resampled inside the model)."""

@@ -10,12 +10,14 @@ and with ``--midi`` prints frame, segment-based and event-based scores (:mod:`ac
 
 from __future__ import annotations
 
+# A command line: torch, the model and the data are imported inside the functions, after the arguments are
+# parsed, so `--help` and a bad flag answer at once (start-up time).
+
 import argparse
 import sys
 from pathlib import Path
 
-from .api import DEMO_CHECKPOINT
-from .constants import INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
+from .constants import DEMO_CHECKPOINT, INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
 from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP
 from .outputs import DEFAULT_FORMATS, FORMATS
 

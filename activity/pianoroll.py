@@ -8,12 +8,15 @@ classification report and its frame-level micro and macro F1. ``--track all`` dr
 
 from __future__ import annotations
 
+# A command line: torch, the model and the data are imported inside the functions, after the arguments are
+# parsed, so `--help` and a bad flag answer at once (start-up time).
+
 import argparse
 import sys
 from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
-    from .api import DEMO_CHECKPOINT
+    from .constants import DEMO_CHECKPOINT
     from .constants import INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
 
     p = argparse.ArgumentParser(

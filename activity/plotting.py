@@ -15,9 +15,13 @@ import numpy as np
 
 from .constants import CLASSES, CLIP_SECONDS, FRAME_RATE
 from .errors import ActivityError
+from .evaluate import binarize
+from .fileio import atomic_path
 
 if TYPE_CHECKING:
     from .outputs import SongOutputs
+
+# matplotlib is imported where a figure is drawn: 0.6 s that only the plot command and training curves need.
 
 SONG_SUFFIXES = (".flac", ".wav", ".ogg")
 
@@ -52,9 +56,6 @@ def plot_track(result: "SongOutputs", path: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
-
-    from .evaluate import binarize
-    from .fileio import atomic_path
 
     # The drawing puts classes on the y axis: images are (9, L), transposed from the (L, 9) rolls here only.
     n_seg = result.segment_probs.shape[0]
@@ -111,8 +112,6 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .fileio import atomic_path
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.5))
