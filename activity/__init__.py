@@ -8,7 +8,7 @@ The public API, imported on first use so that the command lines start without lo
 * :class:`ActivityModel`, :class:`ActivityConfig` (:mod:`activity.model`): the network and its checkpoint
   format (``config.json`` + ``model.safetensors``).
 * :func:`predict_clips`, :func:`predict_song`, :func:`predict_file`, :class:`ClipPredictions`,
-  :class:`SongPrediction` (:mod:`activity.predict`): the same predictions for a bare model.
+  :class:`SongPrediction` (:mod:`activity.predict`, :mod:`activity.windows`): the same predictions for a bare model.
 * :func:`resolve_dtype` (:mod:`activity.precision`): the one precision rule.
 * :data:`CLASSES`, :data:`SAMPLE_RATE`, :data:`FRAME_RATE`, :data:`HOP`, :data:`CLIP_SECONDS`,
   :data:`CLIP_SAMPLES` (:mod:`activity.constants`); :func:`class_of` (:mod:`activity.taxonomy`, General
@@ -31,8 +31,8 @@ __version__ = "0.1.0"
 _HOMES: dict[str, str] = {
     "Detector": "api", "SplitScores": "api",
     "ActivityModel": "model", "ActivityConfig": "model",
-    "predict_clips": "predict", "predict_song": "predict", "predict_file": "predict",
-    "ClipPredictions": "predict", "SongPrediction": "predict",
+    "predict_clips": "predict", "predict_song": "windows", "predict_file": "windows",
+    "ClipPredictions": "predict", "SongPrediction": "windows",
     "resolve_dtype": "precision",
     "CLASSES": "constants", "SAMPLE_RATE": "constants", "FRAME_RATE": "constants", "HOP": "constants",
     "CLIP_SECONDS": "constants", "CLIP_SAMPLES": "constants",

@@ -13,6 +13,7 @@ import numpy as np
 
 from .constants import CLIP_SAMPLES, SAMPLE_RATE
 from .errors import ActivityError
+from .fileio import find_files
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus")
 
@@ -128,8 +129,6 @@ def load_clip(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
 
 def find_audio_files(paths: list[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (searched recursively) into a sorted list of audio files."""
-    from .fileio import find_files
-
     found = find_files(paths, AUDIO_SUFFIXES, "--audio")
     if not found:
         raise ActivityError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {', '.join(map(str, paths))}")

@@ -1,6 +1,6 @@
 """The body of ``python -m activity.infer --audio``: predict each file, write its formats, score it against MIDI.
 
-Each file is predicted by :func:`activity.streaming.predict_file_streaming` (memory bounded for any
+Each file is predicted by :func:`activity.windows.predict_file` (memory bounded for any
 length), written by :func:`activity.outputs.write_outputs`, and, when ``--midi`` gives its MIDI,
 scored at three levels: frame F1 (75 Hz, :func:`activity.evaluate.frame_scores`), segment-based F1
 on 1 s segments and event-based F1 (:mod:`activity.sed_metrics`, by sed_scores_eval). With more than
@@ -13,9 +13,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
+from .audio import find_audio_files
 from .constants import CLASSES, FRAME_RATE, NUM_CLASSES
 from .errors import ActivityError
+from .evaluate import frame_scores
+from .events import check_rule
+from .fileio import find_files
+from .midi import class_notes, load_midi
+from .outputs import check_writable, remove_if_empty
+from .sed_metrics import SongTruth, sed_scores
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MIDI_SLACK_SECONDS = 2.0
@@ -26,8 +34,6 @@ MIDI_SHORT_SECONDS = 10.0
 
 def midi_files(paths: list[Path]) -> list[Path]:
     """Files and folders (searched recursively) -> the MIDI files, sorted within each folder."""
-    from .fileio import find_files
-
     return find_files(paths, MIDI_SUFFIXES, "--midi")
 
 
@@ -52,8 +58,6 @@ def pair_midi(audio: list[Path], midi_paths: list[Path] | None) -> dict[Path, Pa
 def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> None:
     """Refuse a MIDI whose notes go on well past its audio's end (a wrong pairing, most likely); warn
     when they stop long before it (scored as silence there, which may be right: a long fade-out)."""
-    from .midi import class_notes
-
     notes = class_notes(midi_path)
     end = max((stop for _, _, stop in notes), default=0.0)
     if end > duration + MIDI_SLACK_SECONDS:
@@ -66,8 +70,6 @@ def check_midi_length(midi_path: Path, audio_path: Path, duration: float) -> Non
 
 def _seconds(path: Path) -> float:
     """The file's length from its header; an unreadable file is left to the prediction's own error."""
-    import soundfile
-
     try:
         return float(soundfile.info(str(path)).duration)
     except Exception:
@@ -110,10 +112,6 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
 
     Every flag and path is checked before ``load()`` (-> an :class:`~activity.api.Detector`) runs.
     """
-    from .audio import find_audio_files
-    from .events import check_rule
-    from .outputs import check_writable, remove_if_empty
-
     check_rule(args.min_duration, args.min_gap)
     files = find_audio_files(args.audio)
     pairs = pair_midi(files, args.midi)
@@ -128,9 +126,6 @@ def run_files(args, formats: tuple[str, ...], load) -> int:
 
 def _predict_files(args, files: list[Path], pairs: dict[Path, Path | None], out: Path, formats: tuple[str, ...],
                    load) -> int:
-    from .evaluate import frame_scores
-    from .sed_metrics import SongTruth, sed_scores
-
     detector = load()
     print(f"model: {detector.describe()}", file=sys.stderr)
     thresholds = detector.thresholds
@@ -139,8 +134,6 @@ def _predict_files(args, files: list[Path], pairs: dict[Path, Path | None], out:
     for path in files:
         midi_path = pairs[path]
         if midi_path is not None:
-            from .midi import load_midi
-
             load_midi(midi_path)  # a MIDI that does not parse fails before the prediction, not after
             check_midi_length(midi_path, path, _seconds(path))
         # Two inputs with one name (a/x.wav, b/x.flac) must not overwrite each other's outputs.
@@ -165,23 +158,3 @@ def _predict_files(args, files: list[Path], pairs: dict[Path, Path | None], out:
         _print_scores(f"all {len(scored)} scored songs pooled:", frame_scores(pooled_truth, pooled_probs, thresholds),
                       sed_scores(scored, thresholds, args.min_duration, args.min_gap), args.min_duration, args.min_gap)
     return 0
-
-
-def add_arguments(parser) -> None:
-    """The flags of ``--audio`` mode this module reads (added to ``activity.infer``'s parser)."""
-    from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP
-    from .outputs import DEFAULT_FORMATS, FORMATS
-
-    parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
-                        help=f"--audio mode: comma-separated outputs per song, from {', '.join(FORMATS)}: npz (75 Hz "
-                        "roll), csv (5 s segments), json (events + segments), audacity (label track NAME.labels.txt: "
-                        "start<TAB>end<TAB>class per event), sv (NAME.sv.csv, 75 Hz probabilities for Sonic "
-                        "Visualiser's annotation import), html (one self-contained page with player and rolls)")
-    parser.add_argument("--min-duration", type=float, default=DEFAULT_MIN_DURATION, metavar="SECONDS",
-                        help="events (json, audacity, event scores): a class's active run shorter than this is "
-                        "dropped, after the --min-gap joins")
-    parser.add_argument("--min-gap", type=float, default=DEFAULT_MIN_GAP, metavar="SECONDS",
-                        help="events: two active runs of a class closer than this are joined into one")
-    parser.add_argument("--midi", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
-                        help="--audio mode: the songs' MIDI (a file for one song, or files/folders matched to the audio "
-                        "by name: song.flac <-> song.mid); prints frame, segment-based (1 s) and event-based F1 per song")

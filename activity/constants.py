@@ -9,6 +9,11 @@ course cut songs into ``CLIP_SECONDS`` clips and labels each with the multi-hot 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+DEMO_CHECKPOINT: Path = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+"""The shipped checkpoint (``checkpoints/demo`` of the repository): every command's default ``--ckpt``."""
+
 SAMPLE_RATE: int = 24_000
 """Samples per second of every waveform the model takes, datasets and files alike (MERT-v1 was trained at
 24 kHz; a 16 kHz encoder gets its audio resampled inside the model)."""
@@ -65,7 +70,7 @@ FRAME_AXES: str = "(..., T, 9)"
 """The one axis order of every public array over time: time first, the nine classes last.
 
 Clip outputs are ``(B, T, 9)``; a song's 75 Hz roll ``(T, 9)`` and its 5 s segments ``(S, 9)``
-(:class:`activity.predict.SongPrediction`); MIDI truth ``(T, 9)`` / ``(S, 9)`` (:mod:`activity.midi`);
+(:class:`activity.windows.SongPrediction`); MIDI truth ``(T, 9)`` / ``(S, 9)`` (:mod:`activity.midi`);
 the ``.npz``, CSV and JSON outputs and the plots' inputs alike. Only a drawing transposes, to put
 classes on its y axis."""
 

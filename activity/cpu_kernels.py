@@ -233,9 +233,10 @@ def positional_conv_in_float32(encoder: nn.Module) -> None:
     embed.__class__ = _FLOAT32_CLASSES[cls]
 
 
-# model -> (weights signature, asked dtype, fast copy or None for "the model itself"); entries go with their
-# model (so a value must never hold the model: it would keep its own key alive).
-_FAST_MODELS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, torch.dtype, nn.Module | None]]" = weakref.WeakKeyDictionary()
+# model -> {asked dtype: (weights signature, fast copy or None for "the model itself")}: one copy per dtype, so
+# a bf16 pass followed by a float32 re-check of a few clips (activity.api) builds each copy once. Entries go with
+# their model (so a value must never hold the model: it would keep its own key alive).
+_FAST_MODELS: "weakref.WeakKeyDictionary[nn.Module, dict[torch.dtype, tuple[tuple, nn.Module | None]]]" = weakref.WeakKeyDictionary()
 
 
 def _weights_signature(model: nn.Module) -> tuple:
@@ -329,11 +330,13 @@ def inference_model(model: nn.Module, device: torch.device, dtype: torch.dtype) 
             return model, False
         return model, checked_autocast_dtype(model, device, dtype) == torch.bfloat16
     signature = _weights_signature(model)
-    cached = _FAST_MODELS.get(model)
-    if cached is None or cached[0] != signature or cached[1] != dtype:
-        cached = (signature, dtype, _checked_fast_model(model, dtype))
-        _FAST_MODELS[model] = cached
-    return (model if cached[2] is None else cached[2]), False
+    copies = _FAST_MODELS.setdefault(model, {})
+    cached = copies.get(dtype)
+    if cached is None or cached[0] != signature:
+        if cached is not None:  # the weights changed: every copy is stale
+            copies.clear()
+        cached = copies[dtype] = (signature, _checked_fast_model(model, dtype))
+    return (model if cached[1] is None else cached[1]), False
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import numpy as np
 from .audio import load_clip
 from .constants import CLASSES, CLIP_SAMPLES, HOP, NUM_CLASSES, num_frames
 from .errors import ActivityError
+from .midi import frame_roll
 from .remix import STEMS_FOLDER, RemixOptions, read_clip_stems, remix_clip, stems_path
 
 SPLITS = ("train", "validation", "test")
@@ -161,8 +162,6 @@ def song_frame_rolls(midi_paths: list[Path], workers: int | None = None) -> list
     Parsing MIDI is pure Python (about 17 ms per 50 s song), so several training builds' worth of songs
     is parsed by ``workers`` processes (default: one per CPU, at least 32 songs each); 1 parses here.
     """
-    from .midi import frame_roll
-
     workers = _default_workers(len(midi_paths)) if workers is None else workers
     if workers <= 1 or len(midi_paths) <= 1:
         return [frame_roll(path) for path in midi_paths]

@@ -1,7 +1,7 @@
 """Frame probabilities -> events: one region per contiguous active run of a class.
 
 Arrays here are time first, classes last: ``probs`` is ``(T, 9)`` at ``FRAME_RATE`` (75 Hz), frame t
-covering ``[t / 75, (t + 1) / 75)`` s, as :class:`activity.predict.SongPrediction` holds it.
+covering ``[t / 75, (t + 1) / 75)`` s, as :class:`activity.windows.SongPrediction` holds it.
 
 The rule, applied per class in this order:
 

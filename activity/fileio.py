@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import ActivityError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -94,8 +96,6 @@ def find_files(paths: "list[str | os.PathLike]", suffixes: tuple[str, ...], flag
     A named file is taken whatever its suffix; a path that is neither raises :class:`ActivityError`
     naming ``flag`` (``--audio``, ``--midi``).
     """
-    from .errors import ActivityError
-
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():

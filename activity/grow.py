@@ -13,6 +13,9 @@ of the shipped checkpoint's recipe (fe-e and fe-f).
 
 from __future__ import annotations
 
+# A command line: torch, the model and the data are imported inside the functions, after the arguments are
+# parsed, so `--help` and a bad flag answer at once (start-up time).
+
 import argparse
 import sys
 from pathlib import Path

@@ -225,19 +225,3 @@ audio { width: 100%; }
 </script>
 </body></html>
 """
-
-
-def write_track_html(result, path) -> "Path":
-    """The page of a :class:`activity.plotting.TrackResult` (rolls ``(T, 9)``) at ``path``,
-    with the song's audio read again from ``result.audio_path``; written atomically, returns ``path``."""
-    from pathlib import Path
-
-    from .audio import load_audio
-    from .fileio import write_text
-
-    samples = load_audio(result.audio_path)
-    duration = len(samples) / SAMPLE_RATE
-    page = render_html(result.track, result.frame_probs, result.segment_probs, result.thresholds, duration,
-                       encode_ogg(samples), result.frame_truth, result.segment_truth)
-    write_text(path, page)
-    return Path(path)

@@ -4,18 +4,22 @@ Without ``--audio`` it runs every clip of ``DATA/{split}`` (the test split by de
 scikit-learn's ``classification_report`` over the nine classes with micro, macro, weighted and samples
 averages. With ``--audio`` it writes, per file, the formats of ``--formats`` (default: the 75 Hz roll
 ``.npz``: ``probs`` (T, 9), ``times`` (T,) s, ``classes``; a CSV of 5 s segments; a JSON of events and
-segments; see :mod:`activity.outputs`), reading long files in a stream (:mod:`activity.streaming`),
+segments; see :mod:`activity.outputs`), reading long files in a stream (:mod:`activity.windows`),
 and with ``--midi`` prints frame, segment-based and event-based scores (:mod:`activity.audio_job`).
 """
 
 from __future__ import annotations
 
+# A command line: torch, the model and the data are imported inside the functions, after the arguments are
+# parsed, so `--help` and a bad flag answer at once (start-up time).
+
 import argparse
 import sys
 from pathlib import Path
 
-from .api import DEMO_CHECKPOINT
-from .constants import INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
+from .constants import DEMO_CHECKPOINT, INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
+from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP
+from .outputs import DEFAULT_FORMATS, FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="5 s windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=INFER_DTYPE_CHOICES, default="auto", help=INFER_DTYPE_HELP)
-    from .audio_job import add_arguments
-
-    add_arguments(p)  # --formats, --min-duration, --min-gap, --midi
+    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                   help=f"--audio mode: comma-separated outputs per song, from {', '.join(FORMATS)}: npz (75 Hz "
+                   "roll), csv (5 s segments), json (events + segments), audacity (label track NAME.labels.txt: "
+                   "start<TAB>end<TAB>class per event), sv (NAME.sv.csv, 75 Hz probabilities for Sonic "
+                   "Visualiser's annotation import), html (one self-contained page with player and rolls)")
+    p.add_argument("--min-duration", type=float, default=DEFAULT_MIN_DURATION, metavar="SECONDS",
+                   help="events (json, audacity, event scores): a class's active run shorter than this is "
+                   "dropped, after the --min-gap joins")
+    p.add_argument("--min-gap", type=float, default=DEFAULT_MIN_GAP, metavar="SECONDS",
+                   help="events: two active runs of a class closer than this are joined into one")
+    p.add_argument("--midi", nargs="+", type=Path, default=None, metavar="FILE_OR_DIR",
+                   help="--audio mode: the songs' MIDI (a file for one song, or files/folders matched to the audio "
+                   "by name: song.flac <-> song.mid); prints frame, segment-based (1 s) and event-based F1 per song")
     return p
 
 
@@ -59,6 +73,7 @@ def run_split(args: argparse.Namespace) -> int:
     from .constants import CLASSES
     from .datasets import read_split, warn_length_fixed
     from .fileio import write_json
+    from .precision import RECHECK_MARGIN
 
     check_options(args.batch_size, args.threshold)
     if args.data is None:
@@ -71,6 +86,9 @@ def run_split(args: argparse.Namespace) -> int:
                         threshold=args.threshold)
     print(f"{len(index)} {args.split} clips from {args.data / args.split}; {detector.describe()}", file=sys.stderr)
     result = detector.score_index(index)
+    if result.rechecked:
+        print(f"{result.rechecked} of {len(index)} clips had a class within {RECHECK_MARGIN} of its threshold: "
+              "scored again in float32, so the report is float32's", file=sys.stderr)
     print(result.report)
     scores = result.scores
     print(f"micro-F1 {scores['micro_f1']:.4f}  macro-F1 {scores['macro_f1']:.4f}  mAP {scores['mAP']:.4f}  "

@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+import pretty_midi
+import yaml
 
 from .constants import CLIP_SECONDS, FRAME_RATE, NUM_CLASSES
 from .errors import ActivityError
 from .taxonomy import class_of
 
-MidiSource = Union[str, os.PathLike, "pretty_midi.PrettyMIDI"]  # noqa: F821
+MidiSource = Union[str, os.PathLike, pretty_midi.PrettyMIDI]
 
 # Times from MIDI ticks carry float noise (a note ending "at 5 s" may end at 5.000000000001);
 # rounding grid positions to this many decimals keeps such notes from marking the next step.
 _GRID_DECIMALS = 6
 
 
-def load_midi(source: MidiSource) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+def load_midi(source: MidiSource) -> pretty_midi.PrettyMIDI:
     """Parse a MIDI file (or pass a ``PrettyMIDI`` through); raise ActivityError naming a bad file."""
-    import pretty_midi
-
     if isinstance(source, pretty_midi.PrettyMIDI):
         return source
     path = Path(source)
@@ -135,16 +135,13 @@ def window_labels(source: MidiSource, start_s: float, duration_s: float = CLIP_S
     return labels
 
 
-def load_slakh_track(track_dir: str | os.PathLike) -> "pretty_midi.PrettyMIDI":  # noqa: F821
+def load_slakh_track(track_dir: str | os.PathLike) -> pretty_midi.PrettyMIDI:
     """The sounding instruments of a Slakh2100 track folder, as one ``PrettyMIDI``.
 
     Slakh's ``all_src.mid`` also holds stems that were never rendered to audio (``audio_rendered:
     false`` in ``metadata.yaml``), so truth taken from it can mark a class nobody hears. This merges
     ``MIDI/Sxx.mid`` of the rendered stems only.
     """
-    import pretty_midi
-    import yaml
-
     track_dir = Path(track_dir)
     meta_path = track_dir / "metadata.yaml"
     if not meta_path.is_file():

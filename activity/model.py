@@ -36,6 +36,7 @@ from .backbones.grid import Resampler, to_output_grid
 from .constants import CLASSES, FRAME_RATE, NUM_CLASSES, PROB_EPS, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
 from .encoder import DROPOUT_FIELDS, encoder_config_dict, normalize_waveform, resolve_encoder
 from .errors import ActivityError
+from .fileio import atomic_dir, complete_dir
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -344,8 +345,6 @@ class ActivityModel(nn.Module):
         """
         from safetensors.torch import save_file
 
-        from .fileio import atomic_dir
-
         directory = Path(directory)
         state = {key: tensor.detach().to("cpu").contiguous() for key, tensor in self.state_dict().items()}
         with atomic_dir(directory) as tmp:
@@ -368,8 +367,6 @@ class ActivityModel(nn.Module):
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-
-        from .fileio import complete_dir
 
         requested = Path(directory)
         folder = complete_dir(requested)  # <dir>.old when a save was killed between its two renames

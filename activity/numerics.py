@@ -17,6 +17,9 @@ in experiments/RESULTS.md ("One answer on every CPU").
 
 from __future__ import annotations
 
+# A command line: torch, the model and the data are imported inside the functions, after the arguments are
+# parsed, so `--help` and a bad flag answer at once (start-up time).
+
 import argparse
 import json
 import os

@@ -19,7 +19,7 @@ format            file                        what is in it
 
 Every file is written under a temporary name and renamed (:mod:`activity.fileio`), so an interrupted
 run leaves whole files only. Arrays are time first, ``(T, 9)`` and ``(S, 9)``, as
-:class:`~activity.predict.SongPrediction` holds them.
+:class:`~activity.windows.SongPrediction` holds them.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import numpy as np
 from .constants import CLASSES, CLIP_SECONDS, FRAME_RATE
 from .errors import ActivityError
 from .events import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, audacity_labels, events_from_probs
+from .fileio import atomic_path, write_json, write_text
+from .html_view import render_html
 
 FORMATS: tuple[str, ...] = ("npz", "csv", "json", "audacity", "sv", "html")
 DEFAULT_FORMATS: tuple[str, ...] = ("npz", "csv", "json")
@@ -105,7 +107,7 @@ class SongOutputs:
 
     @classmethod
     def from_prediction(cls, song, name: str, source: str, thresholds: np.ndarray, **kwargs) -> "SongOutputs":
-        """From a :class:`~activity.predict.SongPrediction` (``(T, 9)``, ``(S, 9)``)."""
+        """From a :class:`~activity.windows.SongPrediction` (``(T, 9)``, ``(S, 9)``)."""
         out = cls(name=name, source=source, frame_probs=song.frame_probs,
                   frame_times=song.frame_times, segment_probs=song.segment_probs,
                   duration=float(song.duration), thresholds=np.asarray(thresholds, dtype=np.float64), **kwargs)
@@ -124,8 +126,6 @@ def _segments(song: SongOutputs) -> list[dict]:
 
 def write_outputs(song: SongOutputs, out_dir: Path, formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Path]:
     """Write ``formats`` of ``song`` to ``out_dir/NAME.<suffix>`` (atomically each); returns format -> path."""
-    from .fileio import atomic_path, write_json, write_text
-
     written: dict[str, Path] = {}
     for fmt in formats:
         path = out_dir / f"{song.name}{SUFFIXES[fmt]}"
@@ -158,8 +158,6 @@ def write_outputs(song: SongOutputs, out_dir: Path, formats: tuple[str, ...] = D
                 table = np.column_stack([song.frame_times, song.frame_probs])
                 np.savetxt(handle, table, fmt=["%.6f"] + ["%.4f"] * len(CLASSES), delimiter=",")
         elif fmt == "html":
-            from .html_view import render_html
-
             write_text(path, render_html(song.name, song.frame_probs, song.segment_probs, song.thresholds,
                                          song.duration, song.ogg, song.frame_truth, song.segment_truth))
         else:  # parse_formats keeps other names out

@@ -8,12 +8,15 @@ classification report and its frame-level micro and macro F1. ``--track all`` dr
 
 from __future__ import annotations
 
+# A command line: torch, the model and the data are imported inside the functions, after the arguments are
+# parsed, so `--help` and a bad flag answer at once (start-up time).
+
 import argparse
 import sys
 from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
-    from .api import DEMO_CHECKPOINT
+    from .constants import DEMO_CHECKPOINT
     from .constants import INFER_DTYPE_CHOICES, INFER_DTYPE_HELP
 
     p = argparse.ArgumentParser(
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from .constants import FRAME_RATE
     from .errors import ActivityError
     from .evaluate import binarize, classification_report, frame_scores
-    from .plotting import available_tracks, plot_track, predict_track
+    from .outputs import write_outputs
+    from .plotting import available_tracks, find_track, plot_track
 
     check_options(args.batch_size, args.threshold)
     track_dir = args.test_track_dir
@@ -66,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {detector.describe()}", file=sys.stderr)
     thresholds = detector.thresholds
     for track in tracks:
-        result = predict_track(detector, track_dir, track)
+        audio, midi = find_track(track_dir, track)
+        result = detector.analyse_file(audio, midi, name=track, keep_audio=args.html)
         png = plot_track(result, args.save_dir / f"{track}.png")
-        print(f"== {track} ({result.audio_path}): {result.segment_probs.shape[0]} segments of 5 s, "
+        print(f"== {track} ({audio}): {result.segment_probs.shape[0]} segments of 5 s, "
               f"{result.frame_probs.shape[0]} frames at {FRAME_RATE} Hz")
         if result.segment_truth is None:
             print(f"no MIDI ({track_dir / (track + '.mid')} missing): predicted only, no truth rows or scores")
@@ -79,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"frame-level ({FRAME_RATE} Hz): micro-F1 {frames['micro_f1']:.4f}  macro-F1 {frames['macro_f1']:.4f}")
         print(f"wrote {png}")
         if args.html:
-            from .html_view import write_track_html
-
-            print(f"wrote {write_track_html(result, args.save_dir / f'{track}.html')}")
+            print(f"wrote {write_outputs(result, args.save_dir, ('html',))['html']}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Whole-song activity: run the model over a test song, score it against its MIDI, draw the rolls.
+"""Whole-song activity drawn: find a test song and its MIDI, draw predicted against true rolls.
 
 The figure has three panels: the course's 5 s view (truth and prediction side by side, per class), the
 5 s predicted probabilities, and the 75 Hz predicted probability as a heat map with the true activity
@@ -8,31 +8,22 @@ outlined. Class names on the y axis, seconds on the x axis.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .constants import CLASSES, CLIP_SECONDS, FRAME_RATE
 from .errors import ActivityError
+from .evaluate import binarize
+from .fileio import atomic_path
+
+if TYPE_CHECKING:
+    from .outputs import SongOutputs
+
+# matplotlib is imported where a figure is drawn: 0.6 s that only the plot command and training curves need.
 
 SONG_SUFFIXES = (".flac", ".wav", ".ogg")
-
-
-@dataclass
-class TrackResult:
-    """Prediction and truth of one song. Rolls are ``(S, 9)`` at 5 s and ``(T, 9)`` at 75 Hz (time first);
-    the truth is ``None`` when the song has no MIDI."""
-
-    track: str
-    audio_path: Path
-    midi_path: Path | None
-    segment_probs: np.ndarray
-    frame_probs: np.ndarray
-    frame_times: np.ndarray
-    thresholds: np.ndarray
-    segment_truth: np.ndarray | None
-    frame_truth: np.ndarray | None
 
 
 def available_tracks(track_dir: Path) -> list[str]:
@@ -56,32 +47,15 @@ def find_track(track_dir: Path, track: str) -> tuple[Path, Path | None]:
                         f"({len(names)} songs there); {hint}")
 
 
-def predict_track(detector, track_dir: Path, track: str) -> TrackResult:
-    """Run an :class:`~activity.api.Detector` over the whole song and read its truth (cropped to the audio)
-    from the MIDI; the thresholds are the detector's."""
-    from .midi import frame_roll, segment_roll
-
-    audio_path, midi_path = find_track(track_dir, track)
-    song = detector.predict_file(audio_path)
-    segment_truth = frame_truth = None
-    if midi_path is not None:
-        segment_truth = segment_roll(midi_path, num_segments=song.segment_probs.shape[0])
-        frame_truth = frame_roll(midi_path, num_frames=song.frame_probs.shape[0])
-    return TrackResult(track, audio_path, midi_path, song.segment_probs, song.frame_probs, song.frame_times,
-                       detector.thresholds, segment_truth, frame_truth)
-
-
-def plot_track(result: TrackResult, path: Path) -> Path:
-    """Draw ``result`` to a PNG at ``path`` (written atomically); returns ``path``."""
+def plot_track(result: "SongOutputs", path: Path) -> Path:
+    """Draw one song (:meth:`activity.api.Detector.analyse_file`'s result: rolls ``(S, 9)`` and ``(T, 9)``,
+    truth or None) to a PNG at ``path`` (written atomically); returns ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
-
-    from .evaluate import binarize
-    from .fileio import atomic_path
 
     # The drawing puts classes on the y axis: images are (9, L), transposed from the (L, 9) rolls here only.
     n_seg = result.segment_probs.shape[0]
@@ -99,10 +73,10 @@ def plot_track(result: TrackResult, path: Path) -> Path:
         ax.imshow(code, aspect="auto", cmap=cmap, vmin=0, vmax=3, extent=seg_extent, interpolation="nearest")
         ax.legend(handles=[Patch(color="#4e79a7", label="true and predicted"), Patch(color="#f4a259", label="missed"),
                            Patch(color="#e15759", label="false alarm")], loc="upper right", fontsize=8, ncol=3)
-        ax.set_title(f"{result.track}: 5 s segments, truth vs prediction")
+        ax.set_title(f"{result.name}: 5 s segments, truth vs prediction")
     else:
         ax.imshow(seg_pred, aspect="auto", cmap="Blues", vmin=0, vmax=1, extent=seg_extent, interpolation="nearest")
-        ax.set_title(f"{result.track}: 5 s segments, prediction (no MIDI: no truth)")
+        ax.set_title(f"{result.name}: 5 s segments, prediction (no MIDI: no truth)")
 
     ax = axes[1]
     im = ax.imshow(result.segment_probs.T, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=seg_extent,
@@ -138,8 +112,6 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .fileio import atomic_path
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.5))

@@ -12,6 +12,9 @@ rank 0 writes.
 
 from __future__ import annotations
 
+# A command line: torch, the model and the data are imported inside the functions, after the arguments are
+# parsed, so `--help` and a bad flag answer at once (start-up time).
+
 import argparse
 import contextlib
 import csv
@@ -738,7 +741,8 @@ def _validate_and_keep_best(run: Run) -> None:
     from .evaluate import clip_loss, clip_scores, tune_thresholds
 
     config, state, model = run.config, run.state, run.model
-    detector = Detector(model, device=run.device, dtype=run.dtype, batch_size=config.batch_size)
+    # No float32 re-check: the thresholds are tuned on these probabilities, not applied to them.
+    detector = Detector(model, device=run.device, dtype=run.dtype, batch_size=config.batch_size, recheck=False)
     probs = np.clip(detector.split_probs(run.val_index), PROB_EPS, 1 - PROB_EPS)
     truth = run.val_index.labels
     thresholds = tune_thresholds(truth, probs)

@@ -4,10 +4,10 @@
 
 Writes each song (44.1 kHz stereo flac of tones and noise, made in one-minute chunks so this script
 itself stays small) to a temporary folder under /tmp, then runs
-:func:`activity.streaming.predict_file_streaming` with the shipped ``checkpoints/demo`` in a fresh
+:func:`activity.windows.predict_file` with the shipped ``checkpoints/demo`` in a fresh
 ``nice``d subprocess per song and reports that process's peak RSS (``resource.getrusage``), its RSS
 after loading the model and warming up (before the song), the seconds taken and the output's size.
-``--whole`` also runs the whole-file path (:func:`activity.audio.load_audio`, then :func:`activity.predict.predict_song`) for the named
+``--whole`` also runs the whole-file path (:func:`activity.audio.load_audio`, then :func:`activity.windows.predict_song`) for the named
 lengths, for comparison.
 """
 
@@ -66,15 +66,15 @@ def child(mode: str, path: Path, args: argparse.Namespace) -> int:
     from activity.audio import load_audio
     from activity.constants import CLIP_SAMPLES, SAMPLE_RATE
     from activity.model import ActivityModel
-    from activity.predict import predict_clips, predict_song
-    from activity.streaming import predict_file_streaming
+    from activity.predict import predict_clips
+    from activity.windows import predict_file, predict_song
 
     model = ActivityModel.from_pretrained(args.ckpt)
     predict_clips(model, torch.zeros(args.batch_size, CLIP_SAMPLES), batch_size=args.batch_size)  # warm-up
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     if mode == "streaming":
-        song = predict_file_streaming(model, path, batch_size=args.batch_size, progress=False)
+        song = predict_file(model, path, batch_size=args.batch_size, progress=False)
     else:
         song = predict_song(model, load_audio(path), SAMPLE_RATE, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| song | path | peak RSS (MiB) | RSS after model load (MiB) | growth (MiB) | outputs (MiB) | seconds | x real time |")
     print("|---|---|---|---|---|---|---|---|")
     for minutes, size, mode, row in rows:
-        name = "predict_file_streaming" if mode == "streaming" else "load_audio + predict_song (whole file)"
+        name = "predict_file (streaming)" if mode == "streaming" else "load_audio + predict_song (whole file)"
         print(f"| {minutes:g} min, {args.rate} Hz stereo flac ({size:.0f} MiB) | {name} | {row['peak_mib']:.0f} | "
               f"{row['after_load_mib']:.0f} | {row['peak_mib'] - row['after_load_mib']:.0f} | {row['output_mib']:.1f} | "
               f"{row['seconds']:.1f} | {row['duration'] / row['seconds']:.1f} |")

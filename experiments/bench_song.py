@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from activity.constants import CLIP_SAMPLES, SAMPLE_RATE
     from activity.model import ActivityModel
     from activity.precision import resolve_dtype
-    from activity.predict import predict_clips, predict_file, predict_song
+    from activity.predict import predict_clips
+    from activity.windows import predict_file, predict_song
 
     seconds = args.minutes * 60
     load = os.getloadavg()[0]

@@ -8,8 +8,8 @@ A slice is one working session's worth of training on 2 CPU cores, and every sli
 1. the validation split (``--val-seed``, TimGM6mb, built once per machine; it picks the best epoch and tunes
    the thresholds, in the in-domain font because in-domain macro-F1 is the ship rule's guard);
 2. ``--seeds-per-slice`` training builds with new seeds in the four training fonts, a font per stem,
-   ``--effects --absence --stems`` (OPL3_FM, the held-out font, is never one of them), and one plain
-   TimGM6mb build (the in-domain font mixed back in);
+   ``--effects --absence --stems`` (OPL3_FM, the held-out font, is never one of them), and, unless
+   ``--no-mix-back``, one plain TimGM6mb build (the in-domain font mixed back in);
 3. ``--epochs`` passes over them, continuing the previous slice's best weights with a fresh schedule:
    conv front end frozen, bf16 autocast where the precision rule says it is fast, half the items
    remixed from their own stems, and soft targets from ``--teacher`` (the shipped fe-f) on half of each
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remix-prob", type=float, default=0.5)
     p.add_argument("--distill-weight", type=float, default=1.0)
     p.add_argument("--distill-share", type=float, default=0.5)
+    p.add_argument("--mix-back", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train on one plain TimGM6mb build (slices 1-3 did; experiments/protect_ab.py found "
+                   "distillation alone keeps in-domain better: --no-mix-back --seeds-per-slice 3 uses those clips for fonts)")
     p.add_argument("--save-every", type=int, default=100, help="steps between resumable saves")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering songs")
     p.add_argument("--levels", nargs="+", choices=("clip", "frame"), default=["clip", "frame"],
@@ -129,7 +132,7 @@ def slice_plan(args: argparse.Namespace, k: int) -> dict:
     from activity.synth.fonts import TRAINING_FONTS
 
     seeds = [args.val_seed + (k - 1) * args.seeds_per_slice + i + 1 for i in range(args.seeds_per_slice)]
-    plain_seed = args.val_seed + 1000 + k  # TimGM6mb mixed back in: other songs than the multi-font builds
+    plain_seed = args.val_seed + 1000 + k if args.mix_back else None  # other songs than the multi-font builds
     val_size = args.val_size or ("tiny" if args.size == "tiny" else "full")
     return {
         "slice": k,
@@ -137,7 +140,7 @@ def slice_plan(args: argparse.Namespace, k: int) -> dict:
         "val_size": val_size,
         "builds": [args.data / f"train-{args.size}-s{s}" for s in seeds],
         "seeds": seeds,
-        "plain": args.data / f"plain-{args.size}-s{plain_seed}",
+        "plain": args.data / f"plain-{args.size}-s{plain_seed}" if args.mix_back else None,
         "plain_seed": plain_seed,
         "fonts": list(TRAINING_FONTS),
         "view": args.data / f"view-slice{k}",
@@ -153,8 +156,9 @@ def _build_commands(args: argparse.Namespace, plan: dict) -> list[list[str]]:
         cmds.append(_py("-m", "activity.synth", "--size", args.size, "--splits", "train", "--seed", seed,
                         "--soundfonts", *plan["fonts"], "--font-per", "stem", "--effects", "--absence", "--stems",
                         "--out", folder, *common))
-    cmds.append(_py("-m", "activity.synth", "--size", args.size, "--splits", "train", "--seed", plan["plain_seed"],
-                    "--out", plan["plain"], *common))
+    if plan["plain"] is not None:
+        cmds.append(_py("-m", "activity.synth", "--size", args.size, "--splits", "train", "--seed", plan["plain_seed"],
+                        "--out", plan["plain"], *common))
     return cmds
 
 
@@ -203,7 +207,8 @@ def _train_command(args: argparse.Namespace, plan: dict, init: Path) -> list[str
     if (out / "last").exists():  # an interrupted (or finished) slice: its own saved settings continue it
         return _py("-m", "activity.train", "--out", out, "--resume", "--quiet", "--num-workers", "1")
     return _py("-m", "activity.train", "--data", plan["view"], "--extra-train",
-               *[b / "slakh" for b in plan["builds"][1:]], plan["plain"] / "slakh", "--out", out,
+               *[b / "slakh" for b in plan["builds"][1:]],
+               *([plan["plain"] / "slakh"] if plan["plain"] is not None else []), "--out", out,
                "--init-from", init, "--freeze-feature-extractor", "--encoder-dropout", "0",
                "--batch-size", args.batch_size, "--epochs", args.epochs, "--lr-head", args.lr_head,
                "--lr-encoder", args.lr_encoder, "--warmup", "0.05", "--frame-loss-weight", "1.0",
@@ -237,7 +242,8 @@ def run_slice(args: argparse.Namespace) -> int:
     init = _start_weights(args, k)
     builds = _build_commands(args, plan)
     print(f"slice {k}: start from {init}; seeds {plan['seeds']} ({', '.join(plan['fonts'])}, a font per stem, "
-          f"effects, absence, stems) + TimGM6mb seed {plan['plain_seed']}; validation {plan['val']}; run {plan['out']}")
+          f"effects, absence, stems)"
+          f"{'' if plan['plain'] is None else ' + TimGM6mb seed ' + str(plan['plain_seed'])}; validation {plan['val']}; run {plan['out']}")
     if args.plan:
         for cmd in builds:
             print("$", " ".join(cmd))
@@ -269,7 +275,7 @@ def run_slice(args: argparse.Namespace) -> int:
     seen_before = records[-1]["clips_seen_total"] if records else 0
     row = {
         "slice": k, "date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "start": str(init.relative_to(REPO) if init.is_relative_to(REPO) else init),
-        "seeds": plan["seeds"], "plain_seed": plan["plain_seed"], "steps": steps,
+        "seeds": plan["seeds"], "plain_seed": plan["plain_seed"], "mix_back": args.mix_back, "steps": steps,
         "clips_seen": steps * args.batch_size, "clips_seen_total": seen_before + steps * args.batch_size,
         "wall_s": {name: round(v) for name, v in times.items()},
         "splits": {name: {key: split.get(key) for key in ("macro_f1", "mAP", "frame_macro_f1", "present_macro_f1",

@@ -63,14 +63,18 @@ def test_fast_copy_is_cached_and_rebuilt_when_a_weight_changes() -> None:
     model = ActivityModel.from_encoder("tiny", gru_hidden=8, gru_layers=1).eval()
     x = audio((2, 8000), seed=2).numpy()
     first, _ = inference_model(model, torch.device("cpu"), torch.float32)
+    bf16, _ = inference_model(model, torch.device("cpu"), torch.bfloat16)
     again, _ = inference_model(model, torch.device("cpu"), torch.float32)
-    assert again is first
+    # One copy per dtype: a bf16 pass and its float32 re-check (activity.api) do not rebuild each other's.
+    assert again is first and bf16 is not first
+    assert inference_model(model, torch.device("cpu"), torch.bfloat16)[0] is bf16
     before = predict_clips(model, x, dtype="fp32").clip_probs
     with torch.no_grad():  # an optimiser step changes weights in place
         model.encoder.feature_extractor.conv_layers[1].conv.weight.mul_(-1.5)
         model.encoder.encoder.layers[0].feed_forward.output_dense.weight.mul_(3.0)
     rebuilt, _ = inference_model(model, torch.device("cpu"), torch.float32)
     assert rebuilt is not first
+    assert inference_model(model, torch.device("cpu"), torch.bfloat16)[0] is not bf16
     after = predict_clips(model, x, dtype="fp32").clip_probs
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).clip_probs.numpy()

@@ -25,7 +25,8 @@ from activity.constants import CLIP_SAMPLES, HOP, NUM_CLASSES, RECEPTIVE_FIELD, 
 from activity.encoder import PRESETS, preset_config, resolve_encoder
 from activity.errors import ActivityError
 from activity.model import ActivityConfig, ActivityModel
-from activity.predict import predict_clips, predict_song
+from activity.predict import predict_clips
+from activity.windows import predict_song
 
 import plot_pianoroll  # the repository root is on pytest's path (pyproject.toml)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +108,38 @@ def test_train_precision_flag_shares_the_rule() -> None:
     parser = build_parser()
     assert parser.parse_args([]).precision == "auto"
     assert "measurably faster than float32" in " ".join(parser.format_help().split())
+
+
+def test_near_threshold_marks_rows_with_any_class_inside_the_margin() -> None:
+    from activity.precision import near_threshold
+
+    thresholds = np.full(9, 0.5, np.float32)
+    thresholds[3] = 0.2
+    probs = np.full((4, 9), 0.9, np.float32)
+    probs[1, 0] = 0.52  # inside 0.03 of 0.5
+    probs[2, 3] = 0.25  # 0.05 from its own threshold 0.2: outside
+    probs[3, 3] = 0.19  # inside 0.03 of 0.2, on the other side
+    assert near_threshold(probs, thresholds, 0.03).tolist() == [False, True, False, True]
+    assert near_threshold(probs, thresholds, 0.06).tolist() == [False, True, True, True]
+
+
+def test_split_report_in_bf16_is_float32s_after_the_recheck(synth_root, ckpt, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clips near a threshold are float32's rows exactly; the others keep bf16's; decisions are float32's."""
+    from activity.api import Detector
+    from activity.datasets import read_split
+
+    index = read_split(synth_root / "slakh", "test")
+    reference = Detector(ckpt, device="cpu", dtype="fp32", threshold=0.5).score_index(index)
+    raw = Detector(ckpt, device="cpu", dtype="bf16", threshold=0.5, recheck=False).score_index(index)
+    assert raw.rechecked == 0 and np.abs(raw.probs - reference.probs).max() > 0  # bf16 did round
+    # The tiny random model's probabilities sit near 0.5; a margin that splits the clips makes both kinds of row.
+    distance = np.abs(raw.probs - 0.5).min(axis=1)
+    margin = float(np.median(distance))
+    monkeypatch.setattr(precision, "RECHECK_MARGIN", margin)
+    checked = Detector(ckpt, device="cpu", dtype="bf16", threshold=0.5).score_index(index)
+    near = distance <= margin
+    assert 0 < checked.rechecked == near.sum() < len(index)
+    np.testing.assert_allclose(checked.probs[near], reference.probs[near], atol=1e-5)
+    np.testing.assert_array_equal(checked.probs[~near], raw.probs[~near])
+    flips_left = (checked.predictions != reference.predictions).any(axis=1)
+    assert not flips_left[np.abs(raw.probs - reference.probs).max(axis=1) < margin].any()

@@ -13,7 +13,8 @@ from activity.constants import CLIP_SAMPLES, FRAME_RATE, HOP, NUM_CLASSES, SAMPL
 from activity.errors import ActivityError
 from activity.model import ActivityModel
 from activity.precision import resolve_dtype
-from activity.predict import predict_clips, predict_file, predict_song, resolve_device, window_starts
+from activity.predict import predict_clips, resolve_device
+from activity.windows import predict_file, predict_song, window_starts
 
 
 @pytest.fixture(scope="module")

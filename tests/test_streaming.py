@@ -9,12 +9,11 @@ import pytest
 import soundfile
 import torch
 
-from activity import streaming
+from activity import windows
 from activity.constants import SAMPLE_RATE
 from activity.errors import ActivityError
 from activity.model import ActivityModel
-from activity.predict import predict_file, predict_song
-from activity.streaming import predict_file_streaming
+from activity.windows import predict_file, predict_song
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +35,6 @@ def whole_file(model, path: Path, **kwargs):
     return predict_song(model, load_audio(path), SAMPLE_RATE, name=f"audio file {path}", **kwargs)
 
 
-def test_predict_file_is_the_streaming_path(model, tmp_path: Path) -> None:
-    path = write(tmp_path / "song.wav", 6.0, SAMPLE_RATE, 1)
-    np.testing.assert_array_equal(predict_file(model, path, dtype="fp32").frame_probs,
-                                  predict_file_streaming(model, path, dtype="fp32", progress=False).frame_probs)
-
-
 @pytest.mark.parametrize("seconds, rate, channels", [
     (17.3, SAMPLE_RATE, 1),   # 3 full windows and a tail window
     (15.0, SAMPLE_RATE, 1),   # whole windows only
@@ -50,11 +43,11 @@ def test_predict_file_is_the_streaming_path(model, tmp_path: Path) -> None:
 ])
 def test_streaming_equals_predict_file(model, tmp_path: Path, monkeypatch, seconds, rate, channels) -> None:
     # Small blocks, so windows straddle many block boundaries.
-    monkeypatch.setattr(streaming, "BLOCK_FRAMES", 7_001)
+    monkeypatch.setattr(windows, "BLOCK_FRAMES", 7_001)
     path = write(tmp_path / "song.wav", seconds, rate, channels)
     whole = whole_file(model, path, batch_size=2, dtype="fp32")
     blocks: list[np.ndarray] = []
-    stream = predict_file_streaming(model, path, batch_size=2, dtype="fp32", progress=False, audio_sink=blocks.append)
+    stream = predict_file(model, path, batch_size=2, dtype="fp32", progress=False, audio_sink=blocks.append)
     assert stream.frame_probs.shape == whole.frame_probs.shape
     assert stream.segment_probs.shape == whole.segment_probs.shape == (int(seconds // 5), 9)
     np.testing.assert_array_equal(stream.frame_probs, whole.frame_probs)
@@ -81,8 +74,8 @@ def test_streaming_memory_does_not_grow_with_the_song(model, tmp_path: Path) -> 
     long = write(tmp_path / "long.wav", 65.0, 44_100, 2, seed=1)
     extra_audio = 40 * SAMPLE_RATE * 4  # bytes of 40 s of mono float32 at 24 kHz
     extra_outputs = 2 * 40 * 75 * 9 * 4 + 8 * 40 * 75  # frame rolls (and a copy) + frame times
-    streamed = peak(lambda *a, **k: predict_file_streaming(*a, progress=False, **k), long) - \
-        peak(lambda *a, **k: predict_file_streaming(*a, progress=False, **k), short)
+    streamed = peak(lambda *a, **k: predict_file(*a, progress=False, **k), long) - \
+        peak(lambda *a, **k: predict_file(*a, progress=False, **k), short)
     whole = peak(whole_file, long) - peak(whole_file, short)
     assert whole > 2 * extra_audio  # the measure sees the audio the whole-file path holds
     assert streamed < extra_outputs + extra_audio / 4, (streamed, whole)
@@ -92,8 +85,8 @@ def test_streaming_errors_name_the_file(model, tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     with pytest.raises(ActivityError, match="bad.wav could not be read"):
-        predict_file_streaming(model, bad, progress=False)
+        predict_file(model, bad, progress=False)
     empty = tmp_path / "empty.wav"
     soundfile.write(str(empty), np.zeros((0, 1), np.float32), SAMPLE_RATE)
     with pytest.raises(ActivityError, match="empty.wav is empty"):
-        predict_file_streaming(model, empty, progress=False)
+        predict_file(model, empty, progress=False)

@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..errors import ActivityError
+
 
 class Backbone:
     """Mixed into an ``nn.Module`` (first base) to make it an encoder the model can use.
@@ -78,8 +80,6 @@ class Backbone:
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute activations in the backward pass (the default: not supported, an error)."""
-        from ..errors import ActivityError
-
         raise ActivityError(f"--gradient-checkpointing: the {self.kind} encoder does not support it")
 
     # ------------------------------------------------------------------------------------------
@@ -103,8 +103,6 @@ class Backbone:
 
     def freeze_feature_extractor(self) -> None:
         """No gradients for the ``"feature_extractor"`` group (the rest stays trainable)."""
-        from ..errors import ActivityError
-
         groups = self.parameter_groups()
         if "feature_extractor" not in groups:
             raise ActivityError(f"--freeze-feature-extractor: the {self.kind} encoder has no feature extractor")

@@ -1,39 +1,129 @@
-"""Long audio in bounded memory: the file is read in blocks, resampled as a stream, predicted window by window.
+"""Whole songs and files: 5 s windows, their stitching into one 75 Hz roll, and reading long files as a stream.
 
-:func:`predict_file_streaming` gives the same :class:`~activity.predict.SongPrediction` as
-:func:`activity.predict.predict_file` (the same 5 s windows, batched in the same groups, stitched
-the same way; ``tests/test_streaming.py`` checks the equality) while holding one batch of windows
-and about 10 s of audio at a time. What grows with the song's length is only the output: ``9 x 4``
-bytes per 75 Hz frame (9.7 MB per hour), filled in place as the windows come, plus a copy of it cut to
-the final length at the end (peak RSS for 4 and 60 minutes in experiments/RESULTS.md).
+* :func:`predict_song`: audio in memory, any length, rate and channel count -> :class:`SongPrediction`: a
+  75 Hz roll ``(T, 9)`` for the whole song and the course's 5 s segment probabilities ``(S, 9)``.
+* :func:`predict_file`: the same for an audio file, read in blocks (``soundfile.SoundFile.blocks``) and
+  resampled as a stream (``soxr.ResampleStream``, the HQ filter of the one-shot path, so its samples match
+  that path to float rounding), so memory does not grow with the song beyond its output rolls (``9 x 4``
+  bytes per 75 Hz frame, 9.7 MB per hour; peak RSS for 4 and 60 minutes in experiments/RESULTS.md).
 
-Reading uses ``soundfile.SoundFile.blocks``; a file not at 24 kHz goes through soxr's streaming
-resampler (``soxr.ResampleStream``, the same HQ filter as the one-shot path, so its samples match
-that path to float rounding, not bit for bit).
+Both cut the song the same way (:func:`window_starts`), batch the windows in the same groups
+(:class:`_WindowFeeder`, which calls :func:`activity.predict.predict_clips`) and stitch them in one place
+(:class:`_Outputs`), so a file and its samples give the same roll (``tests/test_streaming.py``).
+Group-norm feature encoders (MERT's) normalise over time, so padding a window changes its output: songs
+are cut into full 5 s windows only (the last one ends at the song's end, overlapping its neighbour), never
+zero-padded to form a batch.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import soundfile
+import soxr
+import torch
+from tqdm import tqdm
 
+from .audio import prepare
 from .constants import CLIP_SAMPLES, FRAME_RATE, HOP, NUM_CLASSES, SAMPLE_RATE, num_frames
 from .errors import ActivityError
+from .predict import predict_clips
 
 # Samples read from the file per block: a second or so at common rates, small against a 5 s window.
 BLOCK_FRAMES = 65_536
-_WINDOW_FRAMES = num_frames(CLIP_SAMPLES)  # 374 frames per window
-_WINDOW_STEP = CLIP_SAMPLES // HOP  # 375: the frame where window i starts
+# Frames one 5 s window yields (374) and advances by (375): one frame per window boundary straddles
+# two windows and is filled from its neighbours.
+_WINDOW_FRAMES = num_frames(CLIP_SAMPLES)
+_WINDOW_STEP = CLIP_SAMPLES // HOP
+
+
+@dataclass
+class SongPrediction:
+    """Outputs of :func:`predict_song` for a song of ``duration`` seconds.
+
+    ``frame_probs[t, c]`` is the probability that class c plays in frame t, which starts at
+    ``frame_times[t]`` seconds (75 Hz). ``segment_probs[s, c]`` covers ``[5 s, 5 (s + 1))``; the course
+    drops a last partial segment, so S = floor(duration / 5).
+    """
+
+    frame_probs: np.ndarray  # (T, 9) float32
+    frame_times: np.ndarray  # (T,) float64 seconds
+    segment_probs: np.ndarray  # (S, 9) float32
+    duration: float  # seconds of audio at 24 kHz
+
+
+
+def window_starts(num_samples: int) -> list[int]:
+    """Start samples of the 5 s windows covering ``num_samples`` samples (song >= 5 s).
+
+    One window per full 5 s segment, plus, when the song goes on past the last one, a final window that
+    ends at the song's end, its start rounded down to a frame boundary so its frames align with the
+    song's 75 Hz grid (so the song's very last frame may lie just beyond it and be copied from its
+    neighbour).
+    """
+    full = num_samples // CLIP_SAMPLES
+    starts = [i * CLIP_SAMPLES for i in range(full)]
+    if full and num_frames(num_samples) > full * _WINDOW_STEP - 1:
+        tail = (num_samples - CLIP_SAMPLES) // HOP * HOP
+        if tail != starts[-1]:
+            starts.append(tail)
+    return starts
+
+
+def predict_song(
+    model,
+    audio: np.ndarray,
+    sample_rate: int,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "auto",
+    name: str = "audio",
+) -> SongPrediction:
+    """Frame (75 Hz) and 5 s segment probabilities of a whole song in memory.
+
+    ``audio``: ``(N,)``, ``(C, N)`` or ``(N, C)`` at ``sample_rate``; mixed to mono and resampled to
+    24 kHz. Songs of at least 5 s are cut into 5 s windows (batched, never padded); each frame of the
+    song takes the window covering it, and the one frame per window boundary that no window sees whole
+    (and possibly the song's last frame) is the mean of its covered neighbours. ``segment_probs[s]`` is
+    the model's auto-pool over window s. Shorter songs run as one window of their own length; under 400
+    samples the rolls are empty.
+    """
+    samples = prepare(audio, sample_rate, name=name)
+    length = samples.shape[0]
+    total = num_frames(length)
+    times = np.arange(total, dtype=np.float64) / FRAME_RATE
+    if length < CLIP_SAMPLES:
+        frame_probs = np.zeros((total, NUM_CLASSES), dtype=np.float32)
+        if total:
+            result = predict_clips(model, samples[None], batch_size=1, device=device, dtype=dtype)
+            frame_probs[:] = result.frame_probs[0, :total]
+        return SongPrediction(frame_probs, times, np.zeros((0, NUM_CLASSES), np.float32), length / SAMPLE_RATE)
+    starts = window_starts(length)
+    feeder = _WindowFeeder(model, _Outputs(length), None, batch_size, device, dtype)
+    for start in starts:  # the regular windows in order, then the tail one: the batches of predict_file
+        feeder.add(samples[start : start + CLIP_SAMPLES])
+    feeder.flush()
+    return feeder.out.song(starts, length // CLIP_SAMPLES, length)
+
+
+def fill_uncovered(frame_probs: np.ndarray, covered: np.ndarray) -> None:
+    """Set each frame no window covered (one per 5 s boundary, maybe the last) to its covered neighbours' mean.
+
+    ``frame_probs`` ``(T, 9)`` is changed in place; ``covered`` ``(T,)`` bool.
+    """
+    total = len(covered)
+    for t in np.flatnonzero(~covered):  # at most one per 5 s: a Python loop is cheap here
+        neighbours = [n for n in (t - 1, t + 1) if 0 <= n < total and covered[n]]
+        frame_probs[t] = frame_probs[neighbours].mean(axis=0)
 
 
 def _blocks_24k(path: Path, name: str) -> "tuple[object, Callable[[], object], int]":
     """Open ``path``; return the SoundFile, a generator of mono float32 24 kHz blocks, and its frame count."""
-    import soundfile
-
     if not path.is_file():
         raise ActivityError(f"audio file {path} does not exist")
     try:
@@ -43,8 +133,6 @@ def _blocks_24k(path: Path, name: str) -> "tuple[object, Callable[[], object], i
     rate = int(handle.samplerate)
 
     def generate():
-        import soxr
-
         stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ") if rate != SAMPLE_RATE else None
         try:
             for block in handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
@@ -62,25 +150,23 @@ def _blocks_24k(path: Path, name: str) -> "tuple[object, Callable[[], object], i
     return handle, generate, int(handle.frames)
 
 
-def predict_file_streaming(
+def predict_file(
     model,
     path: str | os.PathLike,
     batch_size: int = 8,
-    device=None,
-    dtype="auto",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "auto",
     progress: bool | None = None,
     audio_sink: Callable[[np.ndarray], None] | None = None,
 ):
-    """:func:`activity.predict.predict_file` in memory that does not grow with the song (see the module docstring).
+    """:func:`predict_song` for an audio file (any format soundfile reads), read as a stream.
 
-    ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``audio_sink``: called
+    Memory does not grow with the song beyond its output rolls (see the module docstring); the result
+    equals :func:`predict_song` on the whole file read at once. ``progress``: a tqdm bar on stderr (None:
+    only when stderr is a terminal). ``audio_sink``: called
     with every mono float32 24 kHz block ``(n,)`` in order, e.g. to encode the audio for the HTML view
-    in the same pass. Returns a :class:`~activity.predict.SongPrediction` (``frame_probs`` (T, 9)).
+    in the same pass. Returns a :class:`SongPrediction` (``frame_probs`` (T, 9)).
     """
-    from tqdm import tqdm
-
-    from .predict import predict_song, window_starts
-
     path = Path(path)
     name = f"audio file {path}"
     handle, generate, source_frames = _blocks_24k(path, name)
@@ -135,7 +221,7 @@ def predict_file_streaming(
 class _WindowFeeder:
     """Collects 5 s windows into one preallocated batch and runs the model when it is full (or flushed)."""
 
-    def __init__(self, model, out: "_Outputs", bar, batch_size: int, device, dtype) -> None:
+    def __init__(self, model, out: "_Outputs", bar: "tqdm | None", batch_size: int, device, dtype) -> None:
         self.model, self.out, self.bar = model, out, bar
         self.batch_size, self.device, self.dtype = batch_size, device, dtype
         self.batch = np.empty((batch_size, CLIP_SAMPLES), dtype=np.float32)
@@ -151,15 +237,14 @@ class _WindowFeeder:
 
     def flush(self) -> None:
         """Run the queued windows and put their outputs in place."""
-        from .predict import predict_clips
-
         if not self.count:
             return
         result = predict_clips(self.model, self.batch[: self.count], batch_size=self.batch_size, device=self.device,
                                dtype=self.dtype)
         for j in range(self.count):
             self.out.put(self.first + j, result.clip_probs[j], result.frame_probs[j])
-        self.bar.update(self.count)
+        if self.bar is not None:
+            self.bar.update(self.count)
         self.first += self.count
         self.count = 0
 
@@ -188,9 +273,7 @@ class _Outputs:
         self.last = (clip_probs, frame_probs)
 
     def song(self, starts: list[int], segments: int, length: int):
-        """The :class:`~activity.predict.SongPrediction`, stitched as :func:`~activity.predict.predict_song` does."""
-        from .predict import SongPrediction, fill_uncovered
-
+        """The :class:`SongPrediction` of a song of ``length`` samples cut at ``starts`` (:func:`window_starts`)."""
         total = num_frames(length)
         covered = np.zeros(total, dtype=bool)
         for i in range(segments):
