@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "activity"
 
 
@@ -102,3 +104,49 @@ def test_every_song_goes_through_one_pipeline() -> None:
         names = {name for _, name in _calls(PACKAGE / module)}
         assert names & {"analyse_file", "predict_and_save"}, module
     assert "analyse_file" in {name for caller, name in _calls(PACKAGE / "api.py") if caller == "score_songs"}
+
+
+@pytest.fixture()
+def one_read_per_song(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Counts the detector's streaming reads (``activity.windows.predict_file`` as api.py imported it) and
+    fails on any whole-file read (``activity.audio.read_audio``, under ``load_audio``)."""
+    from activity import api, audio
+
+    reads: list[Path] = []
+    streaming = api.predict_file
+
+    def counted(model, path, **kwargs):
+        reads.append(Path(path))
+        return streaming(model, path, **kwargs)
+
+    def whole_file_read(*args, **kwargs):
+        raise AssertionError("the audio file was read whole besides the streaming pass")
+
+    monkeypatch.setattr(api, "predict_file", counted)
+    monkeypatch.setattr(audio, "read_audio", whole_file_read)
+    return reads
+
+
+def test_infer_audio_reads_each_song_once(ckpt: Path, song: tuple[Path, Path], tmp_path: Path,
+                                          one_read_per_song: list[Path]) -> None:
+    """infer --audio with the HTML view and MIDI truth: one streaming pass per file, the OGG made on the way."""
+    from activity import infer
+
+    flac, midi = song
+    assert infer.main(["--ckpt", str(ckpt), "--audio", str(flac), "--midi", str(midi), "--formats", "npz,html",
+                       "--out", str(tmp_path / "out"), "--dtype", "fp32"]) == 0
+    assert one_read_per_song == [flac]
+    assert (tmp_path / "out" / f"{flac.stem}.html").stat().st_size > 0
+
+
+def test_plot_png_and_html_read_each_song_once(ckpt: Path, song: tuple[Path, Path], tmp_path: Path,
+                                               one_read_per_song: list[Path]) -> None:
+    """plot_pianoroll.py --html draws the PNG and writes the page from one streaming pass."""
+    pytest.importorskip("matplotlib")
+    from activity import pianoroll
+
+    flac, _ = song
+    assert pianoroll.main(["--track", flac.stem, "--test-track-dir", str(flac.parent), "--ckpt", str(ckpt),
+                           "--save-dir", str(tmp_path / "plots"), "--html", "--dtype", "fp32"]) == 0
+    assert one_read_per_song == [flac]
+    assert {p.suffix for p in (tmp_path / "plots").iterdir()} >= {".png", ".html"}
