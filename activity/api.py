@@ -149,7 +149,6 @@ class Detector:
 
     def describe(self) -> str:
         """One line for logs: the checkpoint (folder, encoder, size, training data where known), device and dtype."""
-
         parameters = sum(p.numel() for p in self.model.parameters()) / 1e6
         about = f"encoder {self.model.config.encoder}, {parameters:.1f}M parameters"
         if self.checkpoint is not None:
@@ -161,18 +160,15 @@ class Detector:
 
     def predict_clips(self, clips: "np.ndarray | Iterable[np.ndarray]") -> "Any":
         """:func:`activity.predict.predict_clips`: ``(B, N)`` clips -> ``clip_probs (B, 9)``, ``frame_probs (B, T, 9)``."""
-
         return predict_clips(self.model, clips, batch_size=self.batch_size, device=self.device, dtype=self.dtype)
 
     def predict_song(self, audio: np.ndarray, sample_rate: int, name: str = "audio") -> "Any":
         """:func:`activity.windows.predict_song` for audio in memory (any rate and channel count)."""
-
         return predict_song(self.model, audio, sample_rate, batch_size=self.batch_size, device=self.device,
                             dtype=self.dtype, name=name)
 
     def predict_file(self, path: str | os.PathLike, progress: bool | None = None, audio_sink: Any = None) -> "Any":
         """:func:`activity.windows.predict_file`: a whole audio file, read as a stream -> :class:`~activity.windows.SongPrediction`."""
-
         return predict_file(self.model, path, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
                             progress=progress, audio_sink=audio_sink)
 
@@ -235,10 +231,6 @@ class Detector:
 
     def _split_probs(self, index: Any, progress: bool | None) -> tuple[np.ndarray, int]:
         """:meth:`split_probs` and how many clips were run again in float32."""
-
-        from tqdm import tqdm
-
-
         with tqdm(total=len(index), unit="clip", desc="scoring", file=sys.stderr, leave=False,
                   disable=(not sys.stderr.isatty()) if progress is None else not progress) as bar:
             probs = self._files_probs(index.files, self.dtype, bar)
@@ -251,7 +243,6 @@ class Detector:
 
     def _files_probs(self, files: list, dtype: Any, bar: Any) -> np.ndarray:
         """Clip probabilities ``(len(files), 9)`` of clip files run in ``dtype``, a few batches at a time."""
-
         # A multiple of the batch size, so the batches (and the numbers) are those of one pass over all clips.
         chunk = self.batch_size * max(1, 32 // self.batch_size)
         probs = [np.zeros((0, NUM_CLASSES), np.float32)]
@@ -264,7 +255,6 @@ class Detector:
 
     def score_split(self, data: str | os.PathLike, split: str = "test") -> SplitScores:
         """Run every clip of ``data/split`` and score it: the course's report, micro/macro-F1 and mAP."""
-
         index = read_split(Path(data), split)
         warn_length_fixed(index)
         return self.score_index(index)
@@ -292,7 +282,6 @@ class Detector:
 
     def score_index(self, index: Any) -> SplitScores:
         """:meth:`score_split` for a split already read (a :class:`~activity.datasets.SplitIndex`)."""
-
         probs, rechecked = self._split_probs(index, None)
         predictions = binarize(probs, self.thresholds)
         return SplitScores(index=index, probs=probs, predictions=predictions,
