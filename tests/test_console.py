@@ -91,7 +91,7 @@ def test_a_failed_run_leaves_no_empty_out_folder(ckpt: Path, song, tmp_path: Pat
 
 
 def test_split_scoring_bar_counts_clips(ckpt: Path, synth_root: Path, monkeypatch) -> None:
-    import tqdm
+    from activity import api
 
     bars: list[Recorder] = []
 
@@ -109,7 +109,7 @@ def test_split_scoring_bar_counts_clips(ckpt: Path, synth_root: Path, monkeypatc
         def __exit__(self, *exc) -> None:
             pass
 
-    monkeypatch.setattr(tqdm, "tqdm", Recorder)
+    monkeypatch.setattr(api, "tqdm", Recorder)
     index = read_split(synth_root / "slakh", "test")
     Detector(ckpt, device="cpu", dtype="fp32", batch_size=2).split_probs(index, progress=True)
     (bar,) = bars
