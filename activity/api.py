@@ -222,36 +222,36 @@ class Detector:
         """Clip probabilities ``(M, 9)`` of every clip of a :class:`~activity.datasets.SplitIndex`, in its order.
 
         Clips are read a few batches at a time, so memory stays bounded for a split of any size. In bf16 or
-        int8 with ``recheck``, the clips with a class within :data:`~activity.precision.RECHECK_MARGIN` of its
-        threshold are then run again in float32 and their rows replaced. ``progress``: a bar on stderr
-        counting clips (re-checked ones too), advanced after every few batches (None: only when stderr is a
-        terminal).
+        int8 with ``recheck``, the clips of each few batches with a class within
+        :data:`~activity.precision.RECHECK_MARGIN` of its threshold are run again in float32 and their rows
+        replaced. ``progress``: a bar on stderr counting clips, advanced after every few batches (None: only
+        when stderr is a terminal).
         """
         return self._split_probs(index, progress)[0]
 
     def _split_probs(self, index: Any, progress: bool | None) -> tuple[np.ndarray, int]:
         """:meth:`split_probs` and how many clips were run again in float32."""
-        with tqdm(total=len(index), unit="clip", desc="scoring", file=sys.stderr, leave=False,
-                  disable=(not sys.stderr.isatty()) if progress is None else not progress) as bar:
-            probs = self._files_probs(index.files, self.dtype, bar)
-            rows = np.flatnonzero(near_threshold(probs, self.thresholds)) if self.recheck else np.zeros(0, int)
-            if len(rows):
-                bar.total += len(rows)
-                bar.set_description("float32 re-check")
-                probs[rows] = self._files_probs([index.files[row] for row in rows], "fp32", bar)
-        return probs, len(rows)
-
-    def _files_probs(self, files: list, dtype: Any, bar: Any) -> np.ndarray:
-        """Clip probabilities ``(len(files), 9)`` of clip files run in ``dtype``, a few batches at a time."""
         # A multiple of the batch size, so the batches (and the numbers) are those of one pass over all clips.
         chunk = self.batch_size * max(1, 32 // self.batch_size)
         probs = [np.zeros((0, NUM_CLASSES), np.float32)]
-        for start in range(0, len(files), chunk):
-            clips = np.stack([load_clip(f)[0] for f in files[start : start + chunk]])
-            probs.append(predict_clips(self.model, clips, batch_size=self.batch_size, device=self.device,
-                                       dtype=dtype).clip_probs)
-            bar.update(len(clips))
-        return np.concatenate(probs)
+        rechecked = 0
+        with tqdm(total=len(index), unit="clip", desc="scoring", file=sys.stderr, leave=False,
+                  disable=(not sys.stderr.isatty()) if progress is None else not progress) as bar:
+            for start in range(0, len(index), chunk):
+                clips = np.stack([load_clip(f)[0] for f in index.files[start : start + chunk]])
+                chunk_probs = self._clip_probs(clips, self.dtype)
+                # The re-check runs on the clips already in memory: each file is read once.
+                rows = np.flatnonzero(near_threshold(chunk_probs, self.thresholds)) if self.recheck else []
+                if len(rows):
+                    chunk_probs[rows] = self._clip_probs(clips[rows], "fp32")
+                    rechecked += len(rows)
+                probs.append(chunk_probs)
+                bar.update(len(clips))
+        return np.concatenate(probs), rechecked
+
+    def _clip_probs(self, clips: np.ndarray, dtype: Any) -> np.ndarray:
+        """Clip probabilities ``(B, 9)`` of ``(B, N)`` clips run in ``dtype``."""
+        return predict_clips(self.model, clips, batch_size=self.batch_size, device=self.device, dtype=dtype).clip_probs
 
     def score_split(self, data: str | os.PathLike, split: str = "test") -> SplitScores:
         """Run every clip of ``data/split`` and score it: the course's report, micro/macro-F1 and mAP."""

@@ -163,9 +163,8 @@ def predict_file(
 
     Memory does not grow with the song beyond its output rolls (see the module docstring); the result
     equals :func:`predict_song` on the whole file read at once. ``progress``: a tqdm bar on stderr (None:
-    only when stderr is a terminal). ``audio_sink``: called
-    with every mono float32 24 kHz block ``(n,)`` in order, e.g. to encode the audio for the HTML view
-    in the same pass. Returns a :class:`SongPrediction` (``frame_probs`` (T, 9)).
+    only when stderr is a terminal). ``audio_sink``: called with every mono float32 24 kHz block ``(n,)``
+    in order, e.g. to encode the audio for the HTML view in the same pass. Returns a :class:`SongPrediction` (``frame_probs`` (T, 9)).
     """
     path = Path(path)
     name = f"audio file {path}"
